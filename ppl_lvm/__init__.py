@@ -1,0 +1,27 @@
+"""ppl-lvm: latent-variable models on Pyro, with exact, variational and importance-sampling
+inference behind one model/guide contract.
+
+>>> from ppl_lvm import datasets, models, inference, diagnostics
+"""
+
+from . import datasets, diagnostics, inference, models, plots
+from .inference import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+from .models import LatentVariableModel, from_functions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Engine",
+    "Evidence",
+    "FitResult",
+    "LatentVariableModel",
+    "Posterior",
+    "UnsupportedModelError",
+    "__version__",
+    "datasets",
+    "diagnostics",
+    "from_functions",
+    "inference",
+    "models",
+    "plots",
+]

@@ -1,0 +1,23 @@
+"""Inference engines; one per module, all subclassing :class:`Engine`."""
+
+from ._weights import LogWeights, check_model_guide, log_weights
+from .base import (
+    Engine,
+    Evidence,
+    FitResult,
+    ModelGuideMismatchError,
+    Posterior,
+    UnsupportedModelError,
+)
+
+__all__ = [
+    "Engine",
+    "Evidence",
+    "FitResult",
+    "LogWeights",
+    "ModelGuideMismatchError",
+    "Posterior",
+    "UnsupportedModelError",
+    "check_model_guide",
+    "log_weights",
+]

@@ -1,0 +1,343 @@
+"""The one weighting routine: log p(x, z) and log q(z | x) per particle and per datum.
+
+Importance sampling, the IWAE objective, Pareto k̂ and the ArviZ export all start here. The K
+particles are an outer ``pyro.plate`` placed left of every plate the story uses, so one batched
+pass of guide and model scores all of them; there is no Python loop over particles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from torch.distributions import constraints
+
+from .._typing import ModelLike
+from .._utils import check_data
+from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
+from .base import ModelGuideMismatchError
+
+__all__ = ["PARTICLE_PLATE", "LogWeights", "check_model_guide", "log_weights", "plate_nesting"]
+
+#: Name of the outer plate that vectorises particles.
+PARTICLE_PLATE = "_particles"
+
+
+@dataclass(frozen=True, eq=False)
+class LogWeights:
+    """Log densities of K particles for N data, split into per-datum and global parts.
+
+    Attributes
+    ----------
+    log_p : torch.Tensor of shape (K, N)
+        log p(x_n, z_n) over the local sites: observed sites and local latent sites.
+    log_q : torch.Tensor of shape (K, N)
+        log q(z_n | x) over the local latent sites.
+    global_log_p : torch.Tensor of shape (K,)
+        log p of the global (non-plate) latent and observed sites.
+    global_log_q : torch.Tensor of shape (K,)
+        log q of the global latent sites.
+    samples : dict of str to torch.Tensor
+        The particles: ``(K, N, ...)`` for local sites, ``(K, ...)`` for global ones.
+    local_sites : tuple of str
+        Latent sites that are one-per-datum.
+    """
+
+    log_p: torch.Tensor
+    log_q: torch.Tensor
+    global_log_p: torch.Tensor
+    global_log_q: torch.Tensor
+    samples: dict[str, torch.Tensor]
+    local_sites: tuple[str, ...]
+
+    @property
+    def local(self) -> torch.Tensor:
+        """log p(x_n, z_n) - log q(z_n | x_n), shape (K, N)."""
+        return self.log_p - self.log_q
+
+    @property
+    def joint(self) -> torch.Tensor:
+        """The whole-data-set log weight log p(x, z) - log q(z | x), shape (K,)."""
+        return self.global_log_p - self.global_log_q + self.local.sum(-1)
+
+    @property
+    def has_global_latents(self) -> bool:
+        """Whether some latent site is global, so that per-datum weights do not factorise."""
+        return any(k not in self.local_sites for k in self.samples)
+
+    @property
+    def num_particles(self) -> int:
+        """K."""
+        return self.log_p.shape[0]
+
+
+def plate_nesting(trace: poutine.Trace) -> int:
+    """How many batch dims a trace's sample sites use: the max over sites of plate depth and
+    batch rank. Particles go one dim to the left of that."""
+    depth = 0
+    for _, site in sample_sites(trace):
+        for frame in site["cond_indep_stack"]:
+            if frame.vectorized and frame.dim is not None:
+                depth = max(depth, -frame.dim)
+        depth = max(depth, len(site["fn"].batch_shape))
+    return depth
+
+
+def _support_key(support: constraints.Constraint) -> tuple[str, bool]:
+    # to_event wraps a support in `independent`; what matters is the underlying set.
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return type(support).__name__, bool(support.is_discrete)
+
+
+def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, SiteInfo]) -> None:
+    """Refuse a model/guide pair whose latent sites, supports or shapes disagree.
+
+    Raises
+    ------
+    ModelGuideMismatchError
+        Naming the sites: latent model sites the guide never samples, guide sites the model does
+        not have (or observes), and shared sites whose support, event shape or batch shape
+        differ.
+    """
+    latent = {k for k, v in model_sites.items() if not v.observed}
+    proposed = {k for k, v in guide_sites.items() if not v.observed}
+    problems = []
+    missing = [k for k in model_sites if k in latent - proposed]
+    extra = [k for k in guide_sites if k in proposed - latent]
+    if missing:
+        problems.append(f"model latent sites with no guide site: {missing}")
+    if extra:
+        observed = [k for k in extra if k in model_sites]
+        unknown = [k for k in extra if k not in model_sites]
+        if unknown:
+            problems.append(f"guide sites the model does not have: {unknown}")
+        if observed:
+            problems.append(f"guide samples sites the model observes: {observed}")
+    for name in latent & proposed:
+        m, g = model_sites[name], guide_sites[name]
+        if _support_key(m.support) != _support_key(g.support):
+            problems.append(
+                f"site '{name}': the model's support is {m.support} ({m.distribution}) but the "
+                f"guide proposes from {g.support} ({g.distribution})"
+            )
+        if m.event_shape != g.event_shape:
+            problems.append(
+                f"site '{name}': event shape {m.event_shape} in the model, {g.event_shape} in "
+                "the guide (check .to_event)"
+            )
+        elif m.local != g.local or torch.broadcast_shapes(m.batch_shape, g.batch_shape) != tuple(
+            m.batch_shape
+        ):
+            problems.append(
+                f"site '{name}': batch shape {m.batch_shape} in the model, {g.batch_shape} in the "
+                f"guide (is the site in plate '{DATA_PLATE}' in both?)"
+            )
+    if problems:
+        raise ModelGuideMismatchError(
+            "the model and guide do not match: " + "; ".join(problems) + ". Every latent site "
+            "of the model needs one guide site of the same name, support and shape."
+        )
+
+
+def _honours_mask(site: dict) -> bool:
+    if site.get("mask") is not None:
+        return True
+    fn = site["fn"]
+    while fn is not None:
+        if type(fn).__name__ == "MaskedDistribution":
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+def _reduce(site: dict, rank: int, num_particles: int, num_data: int) -> tuple[torch.Tensor, bool]:
+    """Sum a site's log-prob over every dim but particles and data: (K, N) or (K,)."""
+    lp = site["log_prob"]
+    if not torch.is_tensor(lp):
+        lp = torch.as_tensor(lp)
+    if lp.dim() > rank:
+        raise ValueError(
+            f"site '{site['name']}' has log-prob shape {tuple(lp.shape)}, with batch dims no "
+            "plate declares; declare them with pyro.plate or move them to the event with "
+            ".to_event()."
+        )
+    lp = lp.reshape((1,) * (rank - lp.dim()) + tuple(lp.shape))
+    # Each batch dim must belong to a plate of this site; a dim that holds something else means
+    # the story mixed the particle dim into another plate's position and would be summed wrongly.
+    sizes = {rank + f.dim: f.size for f in site["cond_indep_stack"] if f.vectorized}
+    expected = tuple(sizes.get(d, 1) for d in range(rank))
+    if any(have not in (1, want) for have, want in zip(lp.shape, expected)):
+        raise ValueError(
+            f"site '{site['name']}' has log-prob shape {tuple(lp.shape)} where its plates allow "
+            f"{expected}: the story does not broadcast over the leading particle dimension. "
+            "Index from the right (x[..., i], .sum(-1, keepdim=True)) so that extra leading "
+            "dims pass through."
+        )
+    local = any(f.name == DATA_PLATE for f in site["cond_indep_stack"])
+    keep = (0, rank - 1) if local else (0,)
+    inner = tuple(d for d in range(rank) if d not in keep)
+    if inner:
+        lp = lp.sum(inner)
+    target = (num_particles, num_data) if local else (num_particles,)
+    return lp.expand(target), local
+
+
+def _particle_value(site: dict, rank: int, local: bool) -> torch.Tensor:
+    """A site's value as (K, N, ...) for a local site or (K, ...) for a global one."""
+    v = site["value"]
+    # the value, not fn.batch_shape: a replayed site keeps the guide's particle-shaped value
+    nb = v.dim() - len(site["fn"].event_shape)
+    v = v.reshape((1,) * (rank - nb) + tuple(v.shape))
+    if local:
+        v = v.movedim(rank - 1, 1)
+    start = 2 if local else 1
+    # plates of size one that the site does not use would only clutter the draws
+    for d in reversed(range(start, rank)):
+        if v.shape[d] == 1:
+            v = v.squeeze(d)
+    return v
+
+
+def log_weights(
+    model: ModelLike,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    num_particles: int,
+    proposal: Literal["guide", "prior"] = "guide",
+    validate: bool = True,
+) -> LogWeights:
+    """Score K particles for every datum in one vectorised pass.
+
+    Particles are drawn from the proposal (the guide q(z | x), or the prior p(z)) under an outer
+    ``pyro.plate`` of size K, the model is replayed on them, and every site's log-density is
+    summed to one number per particle and datum. Masked-out entries of ``x`` are zero-filled and
+    excluded by the model's ``.mask(mask)``.
+
+    Parameters
+    ----------
+    model : LatentVariableModel, (model_fn, guide_fn) pair, or model function
+        The story. It must broadcast over a leading particle dimension, which Pyro's plates
+        arrange for code that indexes from the right (``x[..., i]``, ``@``, ``.unsqueeze(-1)``).
+    x : torch.Tensor of shape (N, D)
+    mask : torch.Tensor of shape (N, D), dtype bool, optional
+        True where an entry is observed.
+    num_particles : int
+        K, the particles per datum.
+    proposal : {"guide", "prior"}
+        Where the particles come from. With ``"prior"``, log_q is the prior log-density of the
+        latents, so each weight reduces to log p(x | z).
+    validate : bool
+        Check the model/guide pair and the mask handling first (one ordinary trace of each).
+
+    Returns
+    -------
+    LogWeights
+        ``log_p`` and ``log_q`` of shape (K, N), global parts of shape (K,), and the particles.
+
+    Raises
+    ------
+    ModelGuideMismatchError
+        When the guide's latent sites do not match the model's.
+    ValueError
+        When ``x`` or ``mask`` is malformed, or a mask is given but an observed site ignores it.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x, mask=None):
+    ...     with pyro.plate("data", len(x)):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x[:, 0])
+    >>> def guide(x, mask=None):
+    ...     with pyro.plate("data", len(x)):
+    ...         pyro.sample("z", dist.Normal(x[:, 0] / 2, 0.5**0.5))
+    >>> lw = log_weights((model, guide), torch.randn(5, 1), num_particles=100)
+    >>> lw.local.shape
+    torch.Size([100, 5])
+    """
+    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
+        raise ValueError(f"num_particles must be a positive int, got {num_particles!r}.")
+    if proposal not in ("guide", "prior"):
+        raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
+    lvm: LatentVariableModel = as_model(model)
+    x, mask = check_data(x, mask)
+    num_data = x.shape[0]
+
+    with lvm.scoped():
+        model_tr0 = poutine.trace(lvm.model).get_trace(x, mask)
+        rank = plate_nesting(model_tr0)
+        if proposal == "guide":
+            guide_tr0 = poutine.trace(lvm.guide).get_trace(x, mask)
+            rank = max(rank, plate_nesting(guide_tr0))
+        if validate:
+            model_sites = lvm.sites(x, mask)
+            if proposal == "guide":
+                check_model_guide(model_sites, lvm.sites(x, mask, "guide"))
+            if mask is not None and not bool(mask.all()):
+                for _, site in sample_sites(model_tr0):
+                    if site["is_observed"] and not _honours_mask(site):
+                        raise ValueError(
+                            f"a mask was given but observed site '{site['name']}' ignores it, so "
+                            "missing entries would be scored as zeros; wrap its distribution "
+                            "with .mask(mask) (before .to_event)."
+                        )
+        rank += 1  # the particle dim
+        particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
+        if proposal == "guide":
+            with particles:
+                guide_tr = poutine.trace(lvm.guide).get_trace(x, mask)
+            with particles:
+                model_tr = poutine.trace(poutine.replay(lvm.model, trace=guide_tr)).get_trace(
+                    x, mask
+                )
+            guide_tr.compute_log_prob()
+        else:
+            with particles:
+                model_tr = poutine.trace(lvm.model).get_trace(x, mask)
+            guide_tr = None
+        model_tr.compute_log_prob()
+
+    zeros_local = x.new_zeros(num_particles, num_data)
+    zeros_global = x.new_zeros(num_particles)
+    log_p, log_q = zeros_local, zeros_local
+    g_log_p, g_log_q = zeros_global, zeros_global
+    samples: dict[str, torch.Tensor] = {}
+    local_sites: list[str] = []
+
+    for name, site in sample_sites(model_tr):
+        lp, local = _reduce(site, rank, num_particles, num_data)
+        if local:
+            log_p = log_p + lp
+        else:
+            g_log_p = g_log_p + lp
+        if not site["is_observed"]:
+            samples[name] = _particle_value(site, rank, local)
+            if local:
+                local_sites.append(name)
+            if proposal == "prior" and not site["infer"].get("is_auxiliary", False):
+                if local:
+                    log_q = log_q + lp
+                else:
+                    g_log_q = g_log_q + lp
+    if guide_tr is not None:
+        for _, site in sample_sites(guide_tr):
+            if site["is_observed"]:
+                continue
+            lq, local = _reduce(site, rank, num_particles, num_data)
+            if local:
+                log_q = log_q + lq
+            else:
+                g_log_q = g_log_q + lq
+    return LogWeights(
+        log_p=log_p,
+        log_q=log_q,
+        global_log_p=g_log_p,
+        global_log_q=g_log_q,
+        samples=samples,
+        local_sites=tuple(local_sites),
+    )

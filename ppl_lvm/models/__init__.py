@@ -1,0 +1,21 @@
+"""Generative stories: the model contract and the built-in latent-variable models."""
+
+from .base import (
+    DATA_PLATE,
+    FunctionModel,
+    LatentVariableModel,
+    SiteInfo,
+    as_model,
+    discrete_state_count,
+    from_functions,
+)
+
+__all__ = [
+    "DATA_PLATE",
+    "FunctionModel",
+    "LatentVariableModel",
+    "SiteInfo",
+    "as_model",
+    "discrete_state_count",
+    "from_functions",
+]
