@@ -10,7 +10,9 @@ import pyro
 import torch
 
 
-def check_data(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def check_data(
+    x: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate a data matrix and its mask, and blank the masked-out entries.
 
     Parameters
@@ -48,8 +50,11 @@ def check_data(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch
             f"x must have shape (N, D) with one row per datum, got shape {tuple(x.shape)}; "
             "flatten images with x.reshape(len(x), -1)."
         )
-    if x.shape[0] == 0:
-        raise ValueError("x is empty (N = 0): there is nothing to fit or score.")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(
+            f"x has shape {tuple(x.shape)}: it is empty; a data set needs N >= 1 rows and "
+            "D >= 1 columns."
+        )
     if mask is not None:
         if isinstance(mask, np.ndarray):
             mask = torch.from_numpy(mask)
@@ -96,7 +101,7 @@ def seeded(seed: int | None) -> Iterator[None]:
     import random
 
     py_state = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (restoring the legacy global generator)
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         pyro.set_rng_seed(int(seed))
@@ -104,4 +109,4 @@ def seeded(seed: int | None) -> Iterator[None]:
             yield
         finally:
             random.setstate(py_state)
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002

@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*map(str, r)) for r in rows]
     return "\n".join(out)
@@ -47,32 +47,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     loaded = {name: datasets.load(name) for name in datasets.KNOWN}
     print("ppl-lvm demo: the embedded data sets\n")
-    print(_table([_describe(d) for d in loaded.values()], ("name", "N", "D", "image", "classes", "range")))
+    print(
+        _table(
+            [_describe(d) for d in loaded.values()], ("name", "N", "D", "image", "classes", "range")
+        )
+    )
     print()
 
     mnist = loaded["mnist5k"]
     train, test = mnist.split(test_size=1000, seed=args.seed)
     print(f"mnist5k split: {len(train):,} train / {len(test):,} test (seed {args.seed})")
     hidden = test.with_missing("top_half")
-    print(f"top half hidden in the test digits: {1 - hidden.observed_fraction:.1%} of pixels missing")
+    print(
+        f"top half hidden in the test digits: {1 - hidden.observed_fraction:.1%} of pixels missing"
+    )
 
     n_show = 10 if args.quick else 30
     figures = [
         plots.image_grid(
-            test.x[:n_show], mnist.image_shape, out / "mnist_samples.png",
-            titles=[str(int(v)) for v in test.labels[:n_show]], suptitle="mnist5k test digits",
+            test.x[:n_show],
+            mnist.image_shape,
+            out / "mnist_samples.png",
+            titles=[str(int(v)) for v in test.labels[:n_show]],
+            suptitle="mnist5k test digits",
         ),
         plots.image_grid(
-            hidden.x[:n_show], mnist.image_shape, out / "mnist_top_half_missing.png",
-            mask=hidden.mask[:n_show], suptitle="the same digits, top half missing",
+            hidden.x[:n_show],
+            mnist.image_shape,
+            out / "mnist_top_half_missing.png",
+            mask=hidden.mask[:n_show],
+            suptitle="the same digits, top half missing",
         ),
         plots.scatter2d(
-            loaded["toy2d"].x, out / "toy2d.png",
+            loaded["toy2d"].x,
+            out / "toy2d.png",
             title="toy2d: x ~ N(σ(Az+c), diag(s² exp(σ(Bz+d))))",
         ),
         plots.image_grid(
-            loaded["faces"].x[::20], loaded["faces"].image_shape, out / "faces.png",
-            ncols=10, suptitle="lfw_subset: faces (top) and non-faces",
+            loaded["faces"].x[::20],
+            loaded["faces"].image_shape,
+            out / "faces.png",
+            ncols=10,
+            suptitle="lfw_subset: faces (top) and non-faces",
         ),
     ]
     print("\nfigures:")

@@ -52,7 +52,9 @@ def to_inference_data(posterior: Posterior) -> arviz.InferenceData:
     for name, value in posterior.samples.items():
         arr = _numpy(value)[None]  # (chain=1, draw, ...)
         posterior_vars[name] = arr
-        extra = [f"{name}_dim_{i}" for i in range(arr.ndim - (3 if name in posterior.local_sites else 2))]
+        extra = [
+            f"{name}_dim_{i}" for i in range(arr.ndim - (3 if name in posterior.local_sites else 2))
+        ]
         dims[name] = (["datum"] if name in posterior.local_sites else []) + extra
     x = _numpy(posterior.x).astype(float)
     if posterior.mask is not None:

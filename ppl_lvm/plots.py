@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 __all__ = ["image_grid", "scatter2d"]
@@ -69,6 +70,8 @@ def image_grid(
     fig = Figure(figsize=(ncols * 0.9, nrows * 0.9 + (0.4 if suptitle else 0.0)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     hidden = None if mask is None else ~_as_numpy(mask).astype(bool)
+    # hidden pixels get a pale blue so that "missing" never reads as "blank paper"
+    cmap = colormaps["Greys"].with_extremes(bad="#bcd7ef")
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= m:
@@ -76,7 +79,7 @@ def image_grid(
         img = imgs[i].reshape(image_shape).astype(float)
         if hidden is not None:
             img = np.ma.masked_array(img, hidden[i].reshape(image_shape))
-        ax.imshow(img, cmap="Greys", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
         if titles is not None:
             ax.set_title(titles[i], fontsize=7)
     if suptitle:

@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import pyro  # noqa: E402
-import pytest  # noqa: E402
+import pyro
+import pytest
 
 
 @pytest.fixture(autouse=True)

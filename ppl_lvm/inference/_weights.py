@@ -170,7 +170,7 @@ def _reduce(site: dict, rank: int, num_particles: int, num_data: int) -> tuple[t
     # the story mixed the particle dim into another plate's position and would be summed wrongly.
     sizes = {rank + f.dim: f.size for f in site["cond_indep_stack"] if f.vectorized}
     expected = tuple(sizes.get(d, 1) for d in range(rank))
-    if any(have not in (1, want) for have, want in zip(lp.shape, expected)):
+    if any(have not in (1, want) for have, want in zip(lp.shape, expected, strict=True)):
         raise ValueError(
             f"site '{site['name']}' has log-prob shape {tuple(lp.shape)} where its plates allow "
             f"{expected}: the story does not broadcast over the leading particle dimension. "

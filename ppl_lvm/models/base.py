@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyro
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
@@ -88,7 +89,14 @@ class SiteInfo:
 
 def _base_distribution(fn: Any) -> Any:
     # to_event, mask and expand wrap the distribution that says what the values are.
-    while hasattr(fn, "base_dist"):
+    # (not TransformedDistribution: LogNormal is its own family, not a Normal)
+    wrappers = (
+        dist.Independent,
+        dist.MaskedDistribution,
+        dist.ExpandedDistribution,
+        torch.distributions.Independent,
+    )
+    while isinstance(fn, wrappers):
         fn = fn.base_dist
     return fn
 
@@ -391,4 +399,3 @@ def as_model(obj: ModelLike) -> LatentVariableModel:
         f"expected a LatentVariableModel, a (model_fn, guide_fn) pair or a model function, got "
         f"{type(obj).__name__}; wrap your functions with ppl_lvm.models.from_functions."
     )
-

@@ -1,0 +1,1 @@
+"""Ratio benchmarks: each compares ppl-lvm against a baseline measured in the same run."""
