@@ -9,9 +9,11 @@ from .base import (
     Posterior,
     UnsupportedModelError,
 )
+from .enumeration import Enumeration
 
 __all__ = [
     "Engine",
+    "Enumeration",
     "Evidence",
     "FitResult",
     "LogWeights",

@@ -9,11 +9,16 @@ from .base import (
     discrete_state_count,
     from_functions,
 )
+from .mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
 
 __all__ = [
     "DATA_PLATE",
+    "BernoulliMixture",
+    "CategoricalMixture",
     "FunctionModel",
+    "GaussianMixture",
     "LatentVariableModel",
+    "MixtureModel",
     "SiteInfo",
     "as_model",
     "discrete_state_count",

@@ -1,0 +1,721 @@
+"""Shallow latent-variable models: finite mixtures with one discrete label per datum.
+
+z_n ~ Categorical(π), x_n | z_n = k ~ p_k(x): Gaussian (diag, full or spherical covariance),
+Bernoulli (binary pixels) or Categorical (DNA letters). The posterior p(z_n | x_n) clusters the
+data.
+
+Besides the Pyro ``model``/``guide`` pair that every engine accepts, each family exposes a direct
+tensor path that the exact engine uses when it is present:
+
+- :meth:`MixtureModel.enumerate_log_joint` gives log p(x_n, z_n = k), shape (N, K), with plain
+  matrix products instead of a traced Pyro pass;
+- :meth:`MixtureModel.m_step` is the closed-form EM update, exact also when entries are missing
+  (their expected sufficient statistics come from the current parameters);
+- :meth:`MixtureModel.initialize` seeds the components k-means++-style from the data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.nn import PyroParam
+from torch.distributions import transform_to
+
+from .base import DATA_PLATE, LatentVariableModel
+
+__all__ = ["BernoulliMixture", "CategoricalMixture", "GaussianMixture", "MixtureModel"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return value
+
+
+def _observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mask as x's dtype: 1 where observed, 0 where missing; ones when mask is None."""
+    return torch.ones_like(x) if mask is None else mask.to(x.dtype)
+
+
+def kmeans_plusplus(
+    x: torch.Tensor, mask: torch.Tensor | None, n_clusters: int, generator: torch.Generator
+) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): indices of ``n_clusters`` rows of ``x``.
+
+    Each new centre is a datum drawn with probability proportional to its squared distance
+    from the nearest centre so far. Missing entries are filled with their column's observed
+    mean first, so distances are defined.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, D)
+    mask : torch.Tensor of shape (N, D) or None
+    n_clusters : int
+    generator : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor of shape (n_clusters,), int64
+    """
+    n = x.shape[0]
+    if n < n_clusters:
+        raise ValueError(f"cannot seed {n_clusters} components from only {n} data points.")
+    if mask is not None:
+        m = mask.to(x.dtype)
+        col_mean = (x * m).sum(0) / m.sum(0).clamp(min=1)
+        x = torch.where(mask, x, col_mean)
+    first = int(torch.randint(n, (1,), generator=generator))
+    chosen = [first]
+    closest = (x - x[first]).pow(2).sum(-1)  # (N,)
+    for _ in range(1, n_clusters):
+        total = closest.sum()
+        if total <= 0:  # every point coincides with a centre: fall back to uniform picks
+            probs = torch.ones_like(closest)
+        else:
+            probs = closest / total
+        idx = int(torch.multinomial(probs, 1, generator=generator))
+        chosen.append(idx)
+        closest = torch.minimum(closest, (x - x[idx]).pow(2).sum(-1))
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def _select(param: torch.Tensor, z: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """Component ``z`` of ``param``: shape (*batch, K, *event) -> (*broadcast(batch, z), *event).
+
+    Plain indexing when the parameters have no batch dims (point estimates, or globals drawn
+    once); a gather when globals were drawn per particle, so each particle uses its own.
+    """
+    k_dim = param.dim() - event_dim - 1
+    if k_dim == 0:
+        return param[z]
+    event = param.shape[k_dim + 1 :]
+    batch = torch.broadcast_shapes(param.shape[:k_dim], z.shape)
+    p = param.expand(batch + param.shape[k_dim:])
+    idx = z.expand(batch).reshape(batch + (1,) * (1 + event_dim)).expand(batch + (1,) + event)
+    return p.gather(len(batch), idx).squeeze(len(batch))
+
+
+class MixtureModel(LatentVariableModel):
+    """Base of the finite mixtures: weights π, a local label ``z`` and a component family.
+
+    Parameters
+    ----------
+    n_components : int
+        K, the number of components.
+    dim : int
+        D, the number of features per datum.
+    bayesian : bool
+        False (default): the global parameters are point estimates (module parameters). True:
+        they get priors, and the guide is a mean-field posterior over them (``AutoNormal`` on the
+        globals), so that posteriors over parameters exist for diagnostics.
+    n_init : int
+        Restarts of :meth:`initialize` that an engine's ``fit`` runs; it keeps the restart with
+        the best exact likelihood.
+    """
+
+    #: The one local discrete site, summed out exactly by enumeration.
+    label_site = "z"
+
+    def __init__(self, n_components: int, dim: int, *, bayesian: bool = False, n_init: int = 1):
+        super().__init__()
+        self.n_components = _check_int("n_components", n_components, 1)
+        self.dim = _check_int("dim", dim, 1)
+        self.n_init = _check_int("n_init", n_init, 1)
+        self.bayesian = bool(bayesian)
+        self.weight_logits = PyroParam(torch.zeros(n_components))
+        self._auto_guide = None
+
+    # -- what subclasses provide ---------------------------------------------------------------
+    def _global_priors(self) -> dict[str, dist.Distribution]:
+        """Priors of the component parameters (bayesian=True); event shapes cover each array."""
+        raise NotImplementedError
+
+    def _point_globals(self) -> dict[str, torch.Tensor]:
+        """The component parameters as point estimates."""
+        raise NotImplementedError
+
+    def _likelihood(
+        self, params: dict[str, torch.Tensor], z: torch.Tensor, x: torch.Tensor, mask
+    ) -> dist.Distribution:
+        """p(x_n | z_n) as a distribution with event shape (D,) and batch shape of z."""
+        raise NotImplementedError
+
+    def component_log_prob(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """log p(x_n | z_n = k) over the observed entries, shape (N, K). Direct tensor path."""
+        raise NotImplementedError
+
+    def m_step(self, x: torch.Tensor, mask: torch.Tensor | None, resp: torch.Tensor) -> None:
+        """Closed-form EM update from responsibilities ``resp`` (N, K); updates in place."""
+        raise NotImplementedError
+
+    def _validate_values(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Check that observed entries lie in the family's support."""
+
+    # -- the Pyro story ------------------------------------------------------------------------
+    @property
+    def weights(self) -> torch.Tensor:
+        """Mixture weights π, shape (K,)."""
+        return torch.softmax(self.weight_logits, -1)
+
+    def _globals(self) -> dict[str, torch.Tensor]:
+        if not self.bayesian:
+            return {"weights": self.weights, **self._point_globals()}
+        k = self.n_components
+        conc = torch.ones(k, dtype=self.weight_logits.dtype, device=self.weight_logits.device)
+        out = {"weights": pyro.sample("weights", dist.Dirichlet(conc))}
+        for name, prior in self._global_priors().items():
+            out[name] = pyro.sample(name, prior)
+        return out
+
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """z_n ~ Categorical(π); x_n | z_n ~ component z_n, over the observed entries.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        """
+        params = self._globals()
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            z = pyro.sample(
+                self.label_site,
+                dist.Categorical(params["weights"]),
+                infer={"enumerate": "parallel"},
+            )
+            pyro.sample("x", self._likelihood(params, z, x, mask), obs=x)
+
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Point estimates: nothing to sample, z is summed out. Bayesian: q over the globals."""
+        if not self.bayesian:
+            return
+        if self._auto_guide is None:
+            from pyro.infer.autoguide import AutoNormal
+
+            hide = {self.label_site}
+            globals_only = pyro.poutine.block(self.model, hide_fn=lambda m: m["name"] in hide)
+            self._auto_guide = AutoNormal(globals_only, init_scale=0.05)
+        self._auto_guide(x, mask)
+
+    # -- direct tensor path --------------------------------------------------------------------
+    def enumerate_log_joint(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(x_n, z_n = k) = log π_k + log p(x_n | z_n = k), shape (N, K).
+
+        Only for point estimates (``bayesian=False``); ``x`` (N, D) with masked entries
+        zero-filled.
+        """
+        return torch.log_softmax(self.weight_logits, -1) + self.component_log_prob(x, mask)
+
+    def _assign(self, name: str, value: torch.Tensor) -> None:
+        """Write a constrained value into a PyroParam's unconstrained storage, in place."""
+        constraint = self._pyro_params[name][0]
+        unconstrained = getattr(self, name + "_unconstrained")
+        with torch.no_grad():
+            unconstrained.copy_(transform_to(constraint).inv(value))
+
+    def _set_weights(self, weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.weight_logits_unconstrained.copy_(weights.clamp(min=1e-300).log())
+
+    def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
+        """k-means++ seeding, hard assignment to the nearest seed, then one M-step.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D), masked entries zero-filled
+        mask : torch.Tensor of shape (N, D) or None
+        seed : int
+        """
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        xf = self._features(x).to("cpu")
+        mf = None if mask is None else self._feature_mask(mask).to("cpu")
+        centres = kmeans_plusplus(xf, mf, self.n_components, g)
+        m = _observed(xf, mf)
+        diff = (xf.unsqueeze(1) - xf[centres].unsqueeze(0)).pow(2)  # (N, K, F)
+        nearest = (diff * m.unsqueeze(1)).sum(-1).argmin(-1)  # (N,)
+        resp = torch.nn.functional.one_hot(nearest, self.n_components).to(x.dtype)
+        # a little mass everywhere keeps every component alive for the first M-step
+        resp = (resp + 1e-3).to(x.device)
+        resp = resp / resp.sum(-1, keepdim=True)
+        self._initial_m_step(x, mask, resp)
+
+    def _initial_m_step(self, x, mask, resp) -> None:
+        self.m_step(x, mask, resp)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _feature_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_components={self.n_components}, dim={self.dim}"
+            + (", bayesian=True" if self.bayesian else "")
+            + (f", n_init={self.n_init}" if self.n_init != 1 else "")
+        )
+
+
+class GaussianMixture(MixtureModel):
+    """Mixture of Gaussians: x_n | z_n = k ~ N(μ_k, Σ_k).
+
+    Parameters
+    ----------
+    n_components : int
+        K.
+    dim : int
+        D.
+    covariance : {"diag", "full", "spherical"}
+        Σ_k = diag(σ²_k), a full matrix (kept as its Cholesky factor), or σ²_k I.
+    reg_covar : float
+        Added to every variance (the diagonal of Σ_k) in an M-step, as scikit-learn does, so a
+        component that collapses onto one point keeps a finite density.
+    bayesian : bool
+        Priors (bayesian=True): π ~ Dirichlet(1), μ_kd ~ N(prior_loc, prior_scale²), σ_kd ~
+        LogNormal(0, 1) (a diag/spherical scale or the scales of a full covariance), and an
+        LKJ(1) prior on the correlation Cholesky factor of a full covariance.
+    n_init : int
+        Restarts kept by best exact likelihood.
+    prior_loc, prior_scale : float
+        The Normal prior on the means (bayesian=True only).
+
+    Examples
+    --------
+    >>> gmm = GaussianMixture(n_components=3, dim=2, covariance="full")
+    >>> gmm.means_.shape, gmm.covariances_.shape
+    (torch.Size([3, 2]), torch.Size([3, 2, 2]))
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        dim: int,
+        covariance: Literal["diag", "full", "spherical"] = "diag",
+        *,
+        reg_covar: float = 1e-6,
+        bayesian: bool = False,
+        n_init: int = 1,
+        prior_loc: float = 0.0,
+        prior_scale: float = 1.0,
+    ):
+        super().__init__(n_components, dim, bayesian=bayesian, n_init=n_init)
+        if covariance not in ("diag", "full", "spherical"):
+            raise ValueError(
+                f"covariance must be 'diag', 'full' or 'spherical', got {covariance!r}."
+            )
+        if reg_covar < 0:
+            raise ValueError(f"reg_covar must be >= 0, got {reg_covar}.")
+        self.covariance = covariance
+        self.reg_covar = float(reg_covar)
+        self.prior_loc = float(prior_loc)
+        self.prior_scale = float(prior_scale)
+        k, d = n_components, dim
+        self.locs = PyroParam(torch.zeros(k, d))
+        if covariance == "diag":
+            self.scales = PyroParam(torch.ones(k, d), constraint=constraints.positive)
+        elif covariance == "spherical":
+            self.scales = PyroParam(torch.ones(k), constraint=constraints.positive)
+        else:
+            self.scale_tril = PyroParam(
+                torch.eye(d).expand(k, d, d).clone(), constraint=constraints.lower_cholesky
+            )
+
+    # -- parameters in scikit-learn's conventions -------------------------------------------
+    @property
+    def means_(self) -> torch.Tensor:
+        """Component means, shape (K, D)."""
+        return self.locs.detach()
+
+    @property
+    def weights_(self) -> torch.Tensor:
+        """Mixture weights, shape (K,)."""
+        return self.weights.detach()
+
+    @property
+    def covariances_(self) -> torch.Tensor:
+        """Covariances as scikit-learn stores them: (K, D) diag, (K,) spherical, (K, D, D) full."""
+        if self.covariance == "full":
+            tril = self.scale_tril.detach()
+            return tril @ tril.transpose(-1, -2)
+        return self.scales.detach().pow(2)
+
+    def set_parameters(
+        self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor
+    ) -> GaussianMixture:
+        """Set π, μ and Σ (scikit-learn's ``covariances_`` convention); returns self.
+
+        Parameters
+        ----------
+        weights : tensor of shape (K,)
+        means : tensor of shape (K, D)
+        covariances : tensor of shape (K, D), (K,) or (K, D, D) by ``covariance``
+        """
+        dtype = self.locs.dtype
+        weights, means, covariances = (
+            torch.as_tensor(v, dtype=dtype) for v in (weights, means, covariances)
+        )
+        k, d = self.n_components, self.dim
+        expected = {"diag": (k, d), "spherical": (k,), "full": (k, d, d)}[self.covariance]
+        if weights.shape != (k,) or means.shape != (k, d) or covariances.shape != expected:
+            raise ValueError(
+                f"expected weights {(k,)}, means {(k, d)} and covariances {expected}, got "
+                f"{tuple(weights.shape)}, {tuple(means.shape)}, {tuple(covariances.shape)}."
+            )
+        self._set_weights(weights)
+        self._assign("locs", means)
+        if self.covariance == "full":
+            self._assign("scale_tril", torch.linalg.cholesky(covariances))
+        else:
+            self._assign("scales", covariances.sqrt())
+        return self
+
+    # -- Pyro story pieces ---------------------------------------------------------------------
+    def _point_globals(self) -> dict[str, torch.Tensor]:
+        if self.covariance == "full":
+            return {"locs": self.locs, "scale_tril": self.scale_tril}
+        return {"locs": self.locs, "scales": self.scales}
+
+    def _global_priors(self) -> dict[str, dist.Distribution]:
+        k, d = self.n_components, self.dim
+        ref = self.locs
+        loc = ref.new_full((k, d), self.prior_loc)
+        priors: dict[str, dist.Distribution] = {
+            "locs": dist.Normal(loc, self.prior_scale).to_event(2)
+        }
+        if self.covariance == "diag":
+            priors["scales"] = dist.LogNormal(ref.new_zeros(k, d), 1.0).to_event(2)
+        elif self.covariance == "spherical":
+            priors["scales"] = dist.LogNormal(ref.new_zeros(k), 1.0).to_event(1)
+        else:
+            priors["scales"] = dist.LogNormal(ref.new_zeros(k, d), 1.0).to_event(2)
+            priors["corr_tril"] = dist.LKJCholesky(d, ref.new_ones(())).expand([k]).to_event(1)
+        return priors
+
+    def _likelihood(self, params, z, x, mask) -> dist.Distribution:
+        locs = _select(params["locs"], z, 1)
+        if self.covariance == "full":
+            if "scale_tril" in params:
+                tril = params["scale_tril"]
+            else:  # bayesian: Σ = diag(s) C diag(s), C = L Lᵀ, so its Cholesky factor is diag(s) L
+                tril = params["scales"].unsqueeze(-1) * params["corr_tril"]
+            tril = _select(tril, z, 2)
+            if mask is not None:
+                return _MaskedMultivariateNormal(locs, tril, mask)
+            return dist.MultivariateNormal(locs, scale_tril=tril)
+        if self.covariance == "spherical":
+            scales = _select(params["scales"], z, 0).unsqueeze(-1).expand(locs.shape)
+        else:
+            scales = _select(params["scales"], z, 1)
+        lik = dist.Normal(locs, scales)
+        if mask is not None:
+            lik = lik.mask(mask)
+        return lik.to_event(1)
+
+    # -- direct tensor path --------------------------------------------------------------------
+    def component_log_prob(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log N(x_n,obs; μ_k,obs, Σ_k,obs), shape (N, K), by matrix products."""
+        locs = self.locs
+        if self.covariance == "full":
+            return _full_log_prob(x, mask, locs, self.scale_tril)
+        m = _observed(x, mask)
+        var = self.scales.pow(2)
+        if self.covariance == "spherical":
+            var = var.unsqueeze(-1).expand_as(locs)
+        prec = var.reciprocal()  # (K, D)
+        mx = m * x
+        # Σ_d m (x - μ)² / σ² expanded so that every term is an (N, D) @ (D, K) product
+        quad = (mx * x) @ prec.T - 2 * mx @ (locs * prec).T + m @ (locs.pow(2) * prec).T
+        log_det = m @ var.log().T
+        return -0.5 * (quad + log_det + m.sum(-1, keepdim=True) * _LOG_2PI)
+
+    def m_step(self, x: torch.Tensor, mask: torch.Tensor | None, resp: torch.Tensor) -> None:
+        """Closed-form M-step. Missing entries contribute their expectations under the
+        current parameters (exact EM for diag and spherical; full needs complete data)."""
+        with torch.no_grad():
+            nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # (K,)
+            self._set_weights(nk / nk.sum())
+            if self.covariance == "full":
+                self._m_step_full(x, mask, resp, nk)
+                return
+            old_mu = self.locs.detach()
+            old_var = self.covariances_
+            if self.covariance == "spherical":
+                old_var = old_var.unsqueeze(-1).expand_as(old_mu)
+            if mask is None:
+                s1 = resp.T @ x  # (K, D)
+                s2 = resp.T @ (x * x)
+            else:
+                m = mask.to(x.dtype)
+                s0 = resp.T @ m  # (K, D) responsibility mass that saw each entry
+                missing = nk.unsqueeze(-1) - s0
+                s1 = resp.T @ (m * x) + missing * old_mu
+                s2 = resp.T @ (m * x * x) + missing * (old_var + old_mu.pow(2))
+            mu = s1 / nk.unsqueeze(-1)
+            var = s2 / nk.unsqueeze(-1) - mu.pow(2)
+            var = var.clamp(min=0) + self.reg_covar
+            self._assign("locs", mu)
+            if self.covariance == "spherical":
+                self._assign("scales", var.mean(-1).sqrt())
+            else:
+                self._assign("scales", var.sqrt())
+
+    def _m_step_full(self, x, mask, resp, nk) -> None:
+        if mask is not None and not bool(mask.all()):
+            raise ValueError(
+                "EM for covariance='full' needs complete data; use covariance='diag', or fit "
+                "with method='gradient', which handles missing entries exactly."
+            )
+        mu = (resp.T @ x) / nk.unsqueeze(-1)  # (K, D)
+        diff = x.unsqueeze(0) - mu.unsqueeze(1)  # (K, N, D)
+        cov = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk.view(-1, 1, 1)
+        cov = cov + self.reg_covar * torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        self._assign("locs", mu)
+        self._assign("scale_tril", torch.linalg.cholesky(cov))
+
+
+def _full_log_prob(x, mask, locs, scale_tril) -> torch.Tensor:
+    """log N(x_obs; μ_obs, Σ_obs) for every datum and component, shape (N, K).
+
+    Missing coordinates are replaced by an independent unit-variance coordinate that is
+    observed at its mean: the marginal of the observed block is unchanged and the stand-in
+    adds exactly -½ log 2π per missing entry, which is removed again.
+    """
+    diff = x.unsqueeze(-2) - locs  # (N, K, D)
+    if mask is None or bool(mask.all()):
+        # batched triangular solve: ‖L_k⁻¹ (x_n - μ_k)‖²
+        sol = torch.linalg.solve_triangular(
+            scale_tril, diff.permute(1, 2, 0), upper=False
+        )  # (K, D, N)
+        quad = sol.pow(2).sum(-2).T  # (N, K)
+        log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
+        return -0.5 * (quad + x.shape[-1] * _LOG_2PI) - log_det
+    cov = scale_tril @ scale_tril.transpose(-1, -2)  # (K, D, D)
+    m = mask.to(x.dtype)
+    outer = m.unsqueeze(-1) * m.unsqueeze(-2)  # (N, D, D)
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    cov_n = cov.unsqueeze(0) * outer.unsqueeze(1) + (eye * (1 - m).unsqueeze(-1)).unsqueeze(1)
+    diff = diff * m.unsqueeze(1)
+    lp = dist.MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov_n).log_prob(diff)
+    return lp + 0.5 * (1 - m).sum(-1, keepdim=True) * _LOG_2PI
+
+
+class _MaskedMultivariateNormal(dist.TorchDistribution):
+    """A full-covariance Normal scored on each datum's observed coordinates only.
+
+    Batch shape is the broadcast of ``loc``'s batch and the mask's rows; event shape (D,).
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.independent(constraints.real, 1)
+
+    def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, mask: torch.Tensor):
+        self.loc, self.scale_tril, self.obs_mask = loc, scale_tril, mask
+        batch = torch.broadcast_shapes(loc.shape[:-1], scale_tril.shape[:-2], mask.shape[:-1])
+        super().__init__(batch, loc.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        d = self.event_shape[0]
+        return _MaskedMultivariateNormal(
+            self.loc.expand(batch_shape + (d,)),
+            self.scale_tril.expand(batch_shape + (d, d)),
+            self.obs_mask.expand(batch_shape + (d,)),
+        )
+
+    def sample(self, sample_shape=()):
+        full = dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril)
+        return full.expand(self.batch_shape).sample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        m = self.obs_mask.to(value.dtype)
+        shape = torch.broadcast_shapes(value.shape, self.loc.shape, m.shape)
+        m = m.expand(shape)
+        cov = self.scale_tril @ self.scale_tril.transpose(-1, -2)
+        eye = torch.eye(shape[-1], dtype=value.dtype, device=value.device)
+        cov = cov * (m.unsqueeze(-1) * m.unsqueeze(-2)) + eye * (1 - m).unsqueeze(-1)
+        diff = (value - self.loc) * m
+        lp = dist.MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov).log_prob(diff)
+        return lp + 0.5 * (1 - m).sum(-1) * _LOG_2PI
+
+
+class BernoulliMixture(MixtureModel):
+    """Mixture of independent Bernoullis: x_nd | z_n = k ~ Bernoulli(p_kd), for binary pixels.
+
+    Parameters
+    ----------
+    n_components : int
+    dim : int
+    eps : float
+        Every p_kd is kept in [eps, 1 - eps] after an M-step, so an unseen pixel value never
+        has probability zero.
+    bayesian : bool
+        Priors (bayesian=True): π ~ Dirichlet(1), p_kd ~ Beta(1, 1).
+    n_init : int
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        dim: int,
+        *,
+        eps: float = 1e-6,
+        bayesian: bool = False,
+        n_init: int = 1,
+    ):
+        super().__init__(n_components, dim, bayesian=bayesian, n_init=n_init)
+        if not 0 <= eps < 0.5:
+            raise ValueError(f"eps must be in [0, 0.5), got {eps}.")
+        self.eps = float(eps)
+        self.probs = PyroParam(torch.full((n_components, dim), 0.5), constraints.unit_interval)
+
+    @property
+    def probs_(self) -> torch.Tensor:
+        """p_kd, shape (K, D)."""
+        return self.probs.detach()
+
+    def _point_globals(self):
+        return {"probs": self.probs}
+
+    def _global_priors(self):
+        ones = self.weight_logits.new_ones(self.n_components, self.dim)
+        return {"probs": dist.Beta(ones, ones).to_event(2)}
+
+    def _likelihood(self, params, z, x, mask):
+        lik = dist.Bernoulli(probs=_select(params["probs"], z, 1))
+        if mask is not None:
+            lik = lik.mask(mask)
+        return lik.to_event(1)
+
+    def component_log_prob(self, x, mask=None):
+        """Σ_d m_nd [x log p + (1 - x) log(1 - p)], shape (N, K)."""
+        m = _observed(x, mask)
+        p = self.probs
+        return (m * x) @ p.log().T + (m * (1 - x)) @ torch.log1p(-p).T
+
+    def m_step(self, x, mask, resp):
+        """p_kd = E[x_nd] under the responsibilities; missing pixels count as p_kd."""
+        with torch.no_grad():
+            nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
+            self._set_weights(nk / nk.sum())
+            if mask is None:
+                s1 = resp.T @ x
+            else:
+                m = mask.to(x.dtype)
+                s1 = resp.T @ (m * x) + (nk.unsqueeze(-1) - resp.T @ m) * self.probs_
+            self._assign("probs", (s1 / nk.unsqueeze(-1)).clamp(self.eps, 1 - self.eps))
+
+    def _validate_values(self, x, mask):
+        obs = x if mask is None else x[mask]
+        if not bool(((obs == 0) | (obs == 1)).all()):
+            raise ValueError(
+                "BernoulliMixture needs binary data (0 or 1) in every observed entry; binarize "
+                "it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
+            )
+
+
+class CategoricalMixture(MixtureModel):
+    """Mixture of independent categoricals: x_nd | z_n = k ~ Categorical(θ_kd), for DNA letters.
+
+    ``x`` holds integer codes 0..C-1 stored as floats (as ``datasets.load("dna",
+    encoding="acgt")`` gives them).
+
+    Parameters
+    ----------
+    n_components : int
+    dim : int
+    num_categories : int
+        C (4 for A, C, G, T).
+    eps : float
+        Floor on every θ_kdc after an M-step.
+    bayesian : bool
+        Priors (bayesian=True): π ~ Dirichlet(1), θ_kd ~ Dirichlet(1).
+    n_init : int
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        dim: int,
+        num_categories: int,
+        *,
+        eps: float = 1e-6,
+        bayesian: bool = False,
+        n_init: int = 1,
+    ):
+        super().__init__(n_components, dim, bayesian=bayesian, n_init=n_init)
+        self.num_categories = _check_int("num_categories", num_categories, 2)
+        if not 0 <= eps < 1 / num_categories:
+            raise ValueError(f"eps must be in [0, 1/num_categories), got {eps}.")
+        self.eps = float(eps)
+        c = num_categories
+        self.probs = PyroParam(
+            torch.full((n_components, dim, c), 1.0 / c), constraint=constraints.simplex
+        )
+
+    @property
+    def probs_(self) -> torch.Tensor:
+        """θ_kdc, shape (K, D, C)."""
+        return self.probs.detach()
+
+    def _point_globals(self):
+        return {"probs": self.probs}
+
+    def _global_priors(self):
+        conc = self.weight_logits.new_ones(self.n_components, self.dim, self.num_categories)
+        return {"probs": dist.Dirichlet(conc).to_event(2)}
+
+    def _likelihood(self, params, z, x, mask):
+        lik = dist.Categorical(probs=_select(params["probs"], z, 2))
+        if mask is not None:
+            lik = lik.mask(mask)
+        return lik.to_event(1)
+
+    def _features(self, x):
+        return self._one_hot(x).flatten(-2)
+
+    def _feature_mask(self, mask):
+        return mask.repeat_interleave(self.num_categories, dim=-1)
+
+    def _one_hot(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(x.long(), self.num_categories).to(x.dtype)
+
+    def component_log_prob(self, x, mask=None):
+        """Σ_d m_nd log θ_k,d,x_nd, shape (N, K)."""
+        onehot = self._one_hot(x) * _observed(x, mask).unsqueeze(-1)  # (N, D, C)
+        return onehot.flatten(-2) @ self.probs.log().flatten(-2).T
+
+    def m_step(self, x, mask, resp):
+        """θ_kdc = expected share of category c; missing letters count as θ_kd."""
+        with torch.no_grad():
+            nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps
+            self._set_weights(nk / nk.sum())
+            onehot = self._one_hot(x)
+            if mask is None:
+                counts = torch.einsum("nk,ndc->kdc", resp, onehot)
+            else:
+                m = mask.to(x.dtype)
+                counts = torch.einsum("nk,ndc->kdc", resp, onehot * m.unsqueeze(-1))
+                counts = counts + (nk.unsqueeze(-1) - resp.T @ m).unsqueeze(-1) * self.probs_
+            theta = (counts / nk.view(-1, 1, 1)).clamp(min=self.eps)
+            self._assign("probs", theta / theta.sum(-1, keepdim=True))
+
+    def _validate_values(self, x, mask):
+        obs = x if mask is None else x[mask]
+        c = self.num_categories
+        if not bool(((obs == obs.round()) & (obs >= 0) & (obs < c)).all()):
+            raise ValueError(
+                f"CategoricalMixture needs integer codes 0..{c - 1} in every observed entry; "
+                "load DNA with datasets.load('dna', encoding='acgt')."
+            )
