@@ -235,7 +235,7 @@ def test_em_refused_for_stories_without_m_steps(small_data):
 def test_fit_argument_errors(small_data, bad):
     """Bad fit arguments are named."""
     x, _ = small_data
-    with pytest.raises(ValueError, match=list(bad)[0]):
+    with pytest.raises(ValueError, match=next(iter(bad))):
         Enumeration().fit(models.GaussianMixture(2, 3).double(), x, **bad)
 
 
@@ -442,7 +442,7 @@ def test_gradient_fit_of_a_user_story():
             pyro.sample("x", dist.Normal(loc[z], 0.5), obs=x[:, 0])
 
     g = torch.Generator().manual_seed(0)
-    x = (torch.randint(0, 2, (400,), generator=g) * 4.0 - 2.0 + 0.5 * torch.randn(400, generator=g))
+    x = torch.randint(0, 2, (400,), generator=g) * 4.0 - 2.0 + 0.5 * torch.randn(400, generator=g)
     story = from_functions(model)
     fit = Enumeration().fit(story, x.unsqueeze(-1), method="gradient", lr=0.1, max_steps=400)
     assert fit.history[-1] > fit.history[0]

@@ -317,9 +317,7 @@ class Enumeration(Engine):
                 )
             tr = self._enum_trace(lvm, x, mask)  # also refuses unsound structure
             marginals = _site_marginals(tr, x.shape[0])
-            probs = {
-                k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape
-            }
+            probs = {k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape}
             joint_sites = [k for k, (_, site) in marginals.items() if site["fn"].event_shape]
             if not joint_sites:
                 samples = self._draws(lvm, x, mask, num_samples, temperature)
@@ -447,9 +445,10 @@ class Enumeration(Engine):
         for r in range(n_init):
             if can_init:
                 lvm.initialize(x, mask, seed + r)
-            with seeded(seed + r):
-                step = self._em if method == "em" else self._gradient
-                history, converged = step(lvm, x, mask, max_steps, tol, lr, progress)
+            # both methods are deterministic given the start; only initialize draws, and it
+            # has its own generator seeded with seed + r
+            step = self._em if method == "em" else self._gradient
+            history, converged = step(lvm, x, mask, max_steps, tol, lr, progress)
             with torch.no_grad():
                 final = float(self._log_marginal(lvm, x, mask).mean())
             restarts.append(final)
@@ -488,14 +487,15 @@ class Enumeration(Engine):
         history: list[float] = []
         converged = False
         with torch.no_grad(), lvm.scoped():
+            stats = lvm.data_statistics(x, mask)
             bar = tqdm(range(max_steps), desc="EM", disable=not progress, leave=False)
             for step in bar:
-                log_joint = lvm.enumerate_log_joint(x, mask)  # (N, K)
+                log_joint = lvm.enumerate_log_joint(x, mask, stats)  # (N, K)
                 log_px = torch.logsumexp(log_joint, -1, keepdim=True)
                 ll = float(log_px.mean())
                 self._check_finite(ll, step, "em")
                 resp = torch.exp(log_joint - log_px)
-                lvm.m_step(x, mask, resp)
+                lvm.m_step(x, mask, resp, stats)
                 if history and abs(ll - history[-1]) < tol:
                     history.append(ll)
                     converged = True

@@ -194,6 +194,12 @@ class LatentVariableModel(PyroModule):
     #: alone has none; engines that need one refuse it up front.
     has_guide: bool = True
 
+    def __init__(self, name: str = "") -> None:
+        # Built in local-parameter mode so that submodules (networks, autoguides) called inside
+        # scoped() find a parameter state of their own model, never Pyro's global store.
+        with pyro.settings.context(module_local_params=True):
+            super().__init__(name)
+
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
         """The generative model p(x, z). ``x``: (N, D); ``mask``: (N, D) bool or None."""
         raise NotImplementedError(f"{type(self).__name__} must implement model(x, mask=None).")
