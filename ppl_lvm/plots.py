@@ -13,7 +13,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-__all__ = ["image_grid", "scatter2d"]
+__all__ = ["cluster_means", "image_grid", "membership_bars", "scatter2d"]
 
 
 def _as_numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -125,3 +125,158 @@ def scatter2d(
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def membership_bars(
+    probs: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """STRUCTURE-style membership plot: one stacked bar of cluster probabilities per datum.
+
+    Each datum n is a thin bar whose K segments are p(z_n = k | x_n), coloured by cluster k.
+    Data are grouped by their true label, and within a group sorted by their dominant
+    cluster (then by how sure that assignment is), so a clean clustering shows as one solid
+    colour per group and mixed or misassigned data stand out. Thin vertical lines separate the
+    groups, and each group is named under its block.
+
+    Parameters
+    ----------
+    probs : array of shape (N, K)
+        Posterior membership probabilities; every row is non-negative and sums to 1.
+    labels : array of shape (N,)
+        True group of each datum (e.g. its population); any sortable values.
+    path : path-like
+        Where the PNG goes.
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``probs`` is not (N, K) probability rows or ``labels`` is not (N,) for the same N.
+    """
+    p = _as_numpy(probs).astype(float)
+    lab = _as_numpy(labels)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"probs must have shape (N, K) with N, K >= 1, got {p.shape}.")
+    if lab.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), got {lab.shape}.")
+    if lab.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"probs has {p.shape[0]} rows but labels has {lab.shape[0]} entries; pass one "
+            "label per row of probs."
+        )
+    if not np.isfinite(p).all() or (p < 0).any() or not np.allclose(p.sum(1), 1.0, atol=1e-3):
+        raise ValueError(
+            "every row of probs must hold non-negative probabilities that sum to 1 (e.g. "
+            "Posterior.probs['z'])."
+        )
+    n, k = p.shape
+    groups, group_of = np.unique(lab, return_inverse=True)
+    # Cluster indices are arbitrary (label switching), so rank each cluster by the group where
+    # it holds the largest share of the members: within a group the matching cluster then comes
+    # first and data claimed by other groups' clusters line up after it, in group order.
+    share = np.zeros((len(groups), k))
+    np.add.at(share, group_of, p)
+    share /= np.bincount(group_of)[:, None]
+    home = share.argmax(0)
+    rank = np.empty(k, dtype=int)
+    rank[np.lexsort((-share.max(0), home))] = np.arange(k)
+    dominant = p.argmax(1)
+    # lexsort sorts by its last key first: group, then dominant cluster, then surest first
+    order = np.lexsort((-p[np.arange(n), dominant], rank[dominant], group_of))
+    p, group_of = p[order], group_of[order]
+
+    if k <= 10:
+        colours = colormaps["tab10"](np.arange(k))
+    elif k <= 20:
+        colours = colormaps["tab20"](np.arange(k))
+    else:
+        colours = colormaps["hsv"](np.arange(k) / k)
+    fig = Figure(figsize=(min(12.0, max(5.0, 0.04 * n + 2.0)), 2.8))
+    ax = fig.subplots()
+    pos = np.arange(n)
+    bottom = np.zeros(n)
+    for c in range(k):
+        # width 1 and no edges, so neighbouring bars touch and thin bars stay visible
+        ax.bar(
+            pos,
+            p[:, c],
+            bottom=bottom,
+            width=1.0,
+            color=colours[c],
+            linewidth=0,
+            label=f"cluster {c}",
+        )
+        bottom += p[:, c]
+    starts = np.searchsorted(group_of, np.arange(len(groups)))
+    ends = np.append(starts[1:], n)
+    for s in starts[1:]:
+        ax.axvline(s - 0.5, color="black", linewidth=1.0)
+    ax.set_xticks((starts + ends - 1) / 2, [str(g) for g in groups])
+    ax.tick_params(axis="x", length=0)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("one bar per datum, grouped by true label")
+    ax.set_ylabel("$p(z_n = k \\mid x_n)$")
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False, borderaxespad=0
+    )
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def cluster_means(
+    means: torch.Tensor | np.ndarray,
+    image_shape: tuple[int, int],
+    clusters: torch.Tensor,
+    labels: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    suptitle: str | None = None,
+) -> Path:
+    """Component means as images, titled with each cluster's majority label and size.
+
+    Components are shown in order of their majority label, since a mixture's own order is
+    arbitrary (label switching).
+
+    Parameters
+    ----------
+    means : array of shape (K, H*W)
+    image_shape : (H, W)
+    clusters : torch.Tensor of shape (N,), int
+        The cluster of each datum (e.g. MAP assignments).
+    labels : torch.Tensor of shape (N,), int
+        True labels, used only for the titles.
+    path : path-like
+    suptitle : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from .metrics import cluster_majority
+
+    k = len(means)
+    majority = cluster_majority(clusters, labels, k)
+    sizes = torch.bincount(clusters, minlength=k).tolist()
+    titles = [
+        f"'{m}' · n={n}" if m is not None else "empty" for m, n in zip(majority, sizes, strict=True)
+    ]
+    order = sorted(range(k), key=lambda c: (majority[c] is None, majority[c] or 0, -sizes[c]))
+    imgs = np.clip(_as_numpy(means)[order].astype(float), 0.0, 1.0)
+    return image_grid(
+        imgs,
+        image_shape,
+        path,
+        ncols=min(k, 10),
+        titles=[titles[c] for c in order],
+        suptitle=suptitle,
+    )

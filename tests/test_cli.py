@@ -14,7 +14,9 @@ def test_demo_quick_writes_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     for name in ("digits", "mnist5k", "faces", "dna", "toy2d"):
         assert name in out
-    for fig in ("mnist_samples.png", "mnist_top_half_missing.png", "toy2d.png", "faces.png"):
+    assert "cluster purity" in out and "nats per image" in out
+    figs = ("mnist_samples.png", "mnist_top_half_missing.png", "toy2d.png", "faces.png")
+    for fig in (*figs, "digits_mixture_means.png"):
         img = mpimg.imread(tmp_path / fig)
         assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
         assert img[..., :3].std() > 0.01  # not a blank canvas
