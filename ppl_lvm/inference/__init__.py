@@ -10,8 +10,10 @@ from .base import (
     UnsupportedModelError,
 )
 from .enumeration import Enumeration
+from .svi import SVI
 
 __all__ = [
+    "SVI",
     "Engine",
     "Enumeration",
     "Evidence",

@@ -7,7 +7,6 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import pyro
@@ -15,6 +14,7 @@ import pyro.poutine as poutine
 import torch
 from torch.distributions import constraints
 
+from .._logweights import LogWeights
 from .._typing import ModelLike
 from .._utils import check_data
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
@@ -24,54 +24,6 @@ __all__ = ["PARTICLE_PLATE", "LogWeights", "check_model_guide", "log_weights", "
 
 #: Name of the outer plate that vectorises particles.
 PARTICLE_PLATE = "_particles"
-
-
-@dataclass(frozen=True, eq=False)
-class LogWeights:
-    """Log densities of K particles for N data, split into per-datum and global parts.
-
-    Attributes
-    ----------
-    log_p : torch.Tensor of shape (K, N)
-        log p(x_n, z_n) over the local sites: observed sites and local latent sites.
-    log_q : torch.Tensor of shape (K, N)
-        log q(z_n | x) over the local latent sites.
-    global_log_p : torch.Tensor of shape (K,)
-        log p of the global (non-plate) latent and observed sites.
-    global_log_q : torch.Tensor of shape (K,)
-        log q of the global latent sites.
-    samples : dict of str to torch.Tensor
-        The particles: ``(K, N, ...)`` for local sites, ``(K, ...)`` for global ones.
-    local_sites : tuple of str
-        Latent sites that are one-per-datum.
-    """
-
-    log_p: torch.Tensor
-    log_q: torch.Tensor
-    global_log_p: torch.Tensor
-    global_log_q: torch.Tensor
-    samples: dict[str, torch.Tensor]
-    local_sites: tuple[str, ...]
-
-    @property
-    def local(self) -> torch.Tensor:
-        """log p(x_n, z_n) - log q(z_n | x_n), shape (K, N)."""
-        return self.log_p - self.log_q
-
-    @property
-    def joint(self) -> torch.Tensor:
-        """The whole-data-set log weight log p(x, z) - log q(z | x), shape (K,)."""
-        return self.global_log_p - self.global_log_q + self.local.sum(-1)
-
-    @property
-    def has_global_latents(self) -> bool:
-        """Whether some latent site is global, so that per-datum weights do not factorise."""
-        return any(k not in self.local_sites for k in self.samples)
-
-    @property
-    def num_particles(self) -> int:
-        """K."""
-        return self.log_p.shape[0]
 
 
 def plate_nesting(trace: poutine.Trace) -> int:
@@ -211,6 +163,8 @@ def log_weights(
     num_particles: int,
     proposal: Literal["guide", "prior"] = "guide",
     validate: bool = True,
+    max_plate_nesting: int | None = None,
+    fast: bool = True,
 ) -> LogWeights:
     """Score K particles for every datum in one vectorised pass.
 
@@ -234,6 +188,12 @@ def log_weights(
         latents, so each weight reduces to log p(x | z).
     validate : bool
         Check the model/guide pair and the mask handling first (one ordinary trace of each).
+    max_plate_nesting : int, optional
+        Plate dims the story uses; given together with ``validate=False``, the routine skips
+        its preliminary traces and runs only the vectorised pass.
+    fast : bool
+        Use the model's own ``particle_log_weights`` when it has one (built-in models compute
+        the same numbers with plain tensor code); False forces the Pyro trace path.
 
     Returns
     -------
@@ -269,12 +229,22 @@ def log_weights(
     x, mask = check_data(x, mask)
     num_data = x.shape[0]
 
+    if fast and proposal == "guide" and hasattr(lvm, "particle_log_weights"):
+        if validate:
+            check_model_guide(lvm.sites(x, mask), lvm.sites(x, mask, "guide"))
+        with lvm.scoped():
+            out = lvm.particle_log_weights(x, mask, num_particles)
+        if out is not None:
+            return out
     with lvm.scoped():
-        model_tr0 = poutine.trace(lvm.model).get_trace(x, mask)
-        rank = plate_nesting(model_tr0)
-        if proposal == "guide":
-            guide_tr0 = poutine.trace(lvm.guide).get_trace(x, mask)
-            rank = max(rank, plate_nesting(guide_tr0))
+        if max_plate_nesting is None or validate:
+            model_tr0 = poutine.trace(lvm.model).get_trace(x, mask)
+            rank = plate_nesting(model_tr0)
+            if proposal == "guide":
+                guide_tr0 = poutine.trace(lvm.guide).get_trace(x, mask)
+                rank = max(rank, plate_nesting(guide_tr0))
+        else:
+            rank = max_plate_nesting
         if validate:
             model_sites = lvm.sites(x, mask)
             if proposal == "guide":
@@ -305,7 +275,7 @@ def log_weights(
 
     zeros_local = x.new_zeros(num_particles, num_data)
     zeros_global = x.new_zeros(num_particles)
-    log_p, log_q = zeros_local, zeros_local
+    log_p, log_q, log_lik, log_q_score = zeros_local, zeros_local, zeros_local, None
     g_log_p, g_log_q = zeros_global, zeros_global
     samples: dict[str, torch.Tensor] = {}
     local_sites: list[str] = []
@@ -314,6 +284,8 @@ def log_weights(
         lp, local = _reduce(site, rank, num_particles, num_data)
         if local:
             log_p = log_p + lp
+            if site["is_observed"]:
+                log_lik = log_lik + lp
         else:
             g_log_p = g_log_p + lp
         if not site["is_observed"]:
@@ -332,6 +304,8 @@ def log_weights(
             lq, local = _reduce(site, rank, num_particles, num_data)
             if local:
                 log_q = log_q + lq
+                if not getattr(site["fn"], "has_rsample", False):
+                    log_q_score = lq if log_q_score is None else log_q_score + lq
             else:
                 g_log_q = g_log_q + lq
     return LogWeights(
@@ -341,4 +315,6 @@ def log_weights(
         global_log_q=g_log_q,
         samples=samples,
         local_sites=tuple(local_sites),
+        log_lik=log_lik,
+        log_q_score=log_q_score,
     )

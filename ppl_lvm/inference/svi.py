@@ -1,0 +1,576 @@
+"""Stochastic variational inference: ``SVI``.
+
+Three objectives share one training loop:
+
+- ``"elbo"``: the evidence lower bound, E_q[log p(x, z) - log q(z | x)], estimated with
+  ``num_particles`` vectorised particles (Pyro's ``Trace_ELBO``, or ``TraceEnum_ELBO`` when the
+  model marks discrete sites for enumeration; a built-in model's own tensor path otherwise);
+- ``"meanfield"``: the same bound with the KL term in closed form where one exists
+  (``TraceMeanField_ELBO``, or the model's ``analytic_kl``);
+- ``"iwae"``: the importance-weighted bound log (1/K) Σ_k w_k from the shared weighting routine,
+  with a VIMCO score-function term for guide sites that cannot be reparameterised.
+
+Minibatches subsample the data plate and scale every local site by N / B, so each step is an
+unbiased estimate of the full-data objective. Training shows a tqdm bar, checks every loss for
+NaN, can stop early on a validation bound, and checkpoints so that a resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
+from tqdm.auto import tqdm
+
+from .._typing import ModelLike
+from .._utils import check_data, seeded
+from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo
+from ._weights import LogWeights, log_weights, plate_nesting
+from .base import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+
+__all__ = ["SVI"]
+
+Objective = Literal["elbo", "meanfield", "iwae"]
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+class _ScaleLocal(Messenger):
+    """Scales every site inside the data plate by N / B, for minibatches."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def _process_message(self, msg):
+        if any(f.name == DATA_PLATE for f in msg["cond_indep_stack"]):
+            msg["scale"] = self.scale * msg["scale"]
+
+
+def iwae_bound(local: torch.Tensor) -> torch.Tensor:
+    """log (1/K) Σ_k exp(local_k) per datum: ``local`` (K, N) -> (N,)."""
+    return torch.logsumexp(local, 0) - math.log(local.shape[0])
+
+
+def _vimco_signal(local: torch.Tensor) -> torch.Tensor:
+    """VIMCO's per-particle learning signal (Mnih & Rezende 2016), shape (K, N), detached.
+
+    Each particle's baseline replaces its own log-weight by the mean of the others.
+    """
+    k = local.shape[0]
+    if k < 2:
+        raise UnsupportedModelError(
+            "the IWAE objective with discrete guide sites needs num_particles >= 2 (VIMCO's "
+            "leave-one-out baseline)."
+        )
+    local = local.detach()
+    loo_mean = (local.sum(0, keepdim=True) - local) / (k - 1)  # (K, N)
+    bound = iwae_bound(local)  # (N,)
+    out = torch.empty_like(local)
+    for j in range(k):  # K is small for training; each baseline is one logsumexp
+        replaced = local.clone()
+        replaced[j] = loo_mean[j]
+        out[j] = bound - iwae_bound(replaced)
+    return out
+
+
+class SVI(Engine):
+    """Variational inference with a guide q(z | x): ELBO, mean-field ELBO or IWAE bound.
+
+    Parameters
+    ----------
+    objective : {"elbo", "meanfield", "iwae"}
+    num_particles : int
+        Particles per datum per step (K of the IWAE bound), vectorised.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"} or callable
+        A name, or a factory ``f(params, lr=...) -> torch.optim.Optimizer``.
+    lr : float
+        Learning rate.
+    batch_size : int or None
+        Minibatch size B; None uses the whole data set every step.
+
+    Examples
+    --------
+    >>> from ppl_lvm import datasets, models, inference
+    >>> ds = datasets.load("digits")
+    >>> ppca = models.LinearGaussian(dim=64, latent_dim=5)
+    >>> fit = inference.SVI(lr=0.01, batch_size=None).fit(ppca, ds.x, steps=50, progress=False)
+    >>> inference.SVI().log_evidence(ppca, ds.x).kind
+    'lower_bound'
+    """
+
+    name = "SVI"
+    evidence_kind = "lower_bound"
+    needs_guide = True
+
+    def __init__(
+        self,
+        objective: Objective = "elbo",
+        num_particles: int = 1,
+        optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
+        lr: float = 1e-3,
+        batch_size: int | None = 100,
+    ):
+        if objective not in ("elbo", "meanfield", "iwae"):
+            raise ValueError(f"objective must be 'elbo', 'meanfield' or 'iwae', got {objective!r}.")
+        for label, value in (("num_particles", num_particles), ("batch_size", batch_size)):
+            if value is None and label == "batch_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if isinstance(optimizer, str) and optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(_OPTIMIZERS)} or a callable, got {optimizer!r}."
+            )
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}.")
+        self.objective = objective
+        self.num_particles = num_particles
+        self.optimizer = optimizer
+        self.lr = float(lr)
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return (
+            f"SVI(objective={self.objective!r}, num_particles={self.num_particles}, "
+            f"optimizer={self.optimizer!r}, lr={self.lr}, batch_size={self.batch_size})"
+        )
+
+    # -- capabilities ----------------------------------------------------------------------
+    def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
+        super().check_supported(model, sites)
+        if self.objective == "iwae":
+            globals_ = [s.name for s in sites.values() if s.latent and not s.local]
+            if globals_:
+                raise UnsupportedModelError(
+                    f"the IWAE bound here is per datum, and story '{model.name}' has global "
+                    f"latent sites {globals_}; use objective='elbo'."
+                )
+
+    @staticmethod
+    def _enumerated(sites: dict[str, SiteInfo]) -> bool:
+        return any(s.latent and s.enumerate == "parallel" for s in sites.values())
+
+    @staticmethod
+    def _fast(model: LatentVariableModel) -> bool:
+        return hasattr(model, "particle_log_weights")
+
+    # -- the objective on one batch --------------------------------------------------------
+    def _step_objective(
+        self,
+        lvm: LatentVariableModel,
+        xb: torch.Tensor,
+        mb: torch.Tensor | None,
+        num_data: int,
+        rank: int,
+        enumerated: bool,
+    ) -> torch.Tensor:
+        """A differentiable estimate of the full-data objective divided by N (a scalar)."""
+        scale = num_data / xb.shape[0]
+        k = self.num_particles
+        if self.objective == "iwae" or (self._fast(lvm) and not enumerated):
+            with lvm.scoped():
+                lw = log_weights(
+                    lvm, xb, mb, num_particles=k, validate=False, max_plate_nesting=rank
+                )
+            return self._surrogate(lvm, lw, xb, mb, scale) / num_data
+        elbo_cls = (
+            TraceEnum_ELBO
+            if enumerated
+            else (TraceMeanField_ELBO if self.objective == "meanfield" else Trace_ELBO)
+        )
+        elbo = elbo_cls(num_particles=k, vectorize_particles=k > 1, max_plate_nesting=rank)
+        scaler = _ScaleLocal(scale)
+        with lvm.scoped():
+            loss = elbo.differentiable_loss(scaler(lvm.model), scaler(lvm.guide), xb, mb)
+        return -loss / num_data
+
+    def _surrogate(self, lvm, lw: LogWeights, xb, mb, scale: float) -> torch.Tensor:
+        """Objective (with score-function terms where needed) for the whole data set."""
+        local = lw.local  # (K, B)
+        global_part = (lw.global_log_p - lw.global_log_q).mean()
+        if self.objective == "iwae":
+            per = iwae_bound(local)
+            if lw.log_q_score is not None:
+                per = per + (_vimco_signal(local) * lw.log_q_score).sum(0)
+            return scale * per.sum()
+        if self.objective == "meanfield" and hasattr(lvm, "analytic_kl"):
+            kl = lvm.analytic_kl(xb, mb)  # (B,)
+            per = lw.log_lik.mean(0) - kl
+        else:
+            per = local.mean(0)
+        if lw.log_q_score is not None:
+            signal = (local - local.mean(0, keepdim=True)).detach()
+            per = per + (signal * lw.log_q_score).mean(0)
+        return scale * per.sum() + global_part
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        seed: int = 0,
+        epochs: int | None = None,
+        steps: int | None = None,
+        validation: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None] | None = None,
+        eval_every: int = 1,
+        patience: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 100,
+        resume: str | os.PathLike | None = None,
+        initialize: bool = True,
+        device: str | torch.device | None = None,
+        progress: bool = True,
+    ) -> FitResult:
+        """Maximise the objective by stochastic gradient ascent over minibatches.
+
+        Parameters
+        ----------
+        model : LatentVariableModel, (model_fn, guide_fn) pair
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        seed : int
+            Seeds the batch order and every particle draw.
+        epochs, steps : int
+            How long to train: ``epochs`` passes over the data or ``steps`` updates (exactly
+            one of the two).
+        validation : tensor (M, D) or (x_val, mask_val), optional
+            Held-out data; its mean bound (this engine's objective, ``num_particles``) is
+            computed every ``eval_every`` epochs and stored in ``info["validation"]``.
+        eval_every : int
+            Epochs between validation checks (steps, when training by ``steps``).
+        patience : int, optional
+            Stop after this many validation checks without improvement, and restore the best
+            parameters. Needs ``validation``.
+        checkpoint : path, optional
+            Where to write a checkpoint (model, optimizer, random states, progress) every
+            ``checkpoint_every`` steps and at the end.
+        resume : path, optional
+            A checkpoint to continue from; with the same arguments the result equals an
+            uninterrupted run.
+        initialize : bool
+            Call the model's ``initialize(x, mask, seed)`` first (e.g. the output bias at the
+            logit of the data mean); ignored when resuming.
+        device : str or torch.device, optional
+            Train there ("cuda" when available); the model is moved and stays there.
+        progress : bool
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        FitResult
+            ``history``: the minibatch objective per datum at every step.
+        """
+        if (epochs is None) == (steps is None):
+            raise ValueError("give exactly one of epochs or steps, e.g. fit(..., epochs=20).")
+        for label, value in (("epochs", epochs), ("steps", steps)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if patience is not None and validation is None:
+            raise ValueError("patience needs validation data: fit(..., validation=x_val).")
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        dev = _resolve_device(device, x)
+        lvm.to(dev)
+        x = x.to(dev)
+        mask = None if mask is None else mask.to(dev)
+        val = None
+        if validation is not None:
+            vx, vm = validation if isinstance(validation, tuple) else (validation, None)
+            vx, vm = check_data(vx, vm)
+            val = (vx.to(dev), None if vm is None else vm.to(dev))
+
+        n = x.shape[0]
+        batch = n if self.batch_size is None else min(self.batch_size, n)
+        per_epoch = math.ceil(n / batch)
+        total = steps if steps is not None else epochs * per_epoch
+        enumerated = self._enumerated(sites)
+        rank = max(
+            plate_nesting(lvm.trace(x[:batch], None if mask is None else mask[:batch])),
+            plate_nesting(lvm.trace(x[:batch], None if mask is None else mask[:batch], "guide")),
+        )
+        t0 = time.perf_counter()
+        with seeded(seed):
+            state = None
+            if resume is not None:
+                state = torch.load(resume, map_location=dev, weights_only=False)
+                lvm.load_state_dict(state["model"])
+            elif initialize and hasattr(lvm, "initialize"):
+                lvm.initialize(x, mask, seed)
+            # parameters exist once model and guide have run
+            lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
+            params = lvm.trainable_parameters()
+            if not params:
+                raise UnsupportedModelError(
+                    f"story '{lvm.name}' has no parameters to fit; declare them with "
+                    "pyro.param or as module parameters."
+                )
+            optim = self._make_optimizer(params)
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            step, history, perm, pos = 0, [], torch.randperm(n, generator=gen), 0
+            val_history: list[tuple[int, float]] = []
+            best = (-math.inf, None)
+            stale = 0
+            if state is not None:
+                optim.load_state_dict(state["optimizer"])
+                torch.set_rng_state(state["torch_rng"])
+                gen.set_state(state["batch_rng"])
+                step, history, perm, pos = (
+                    state["step"],
+                    list(state["history"]),
+                    state["perm"],
+                    state["pos"],
+                )
+                val_history = list(state["validation"])
+                best = (state["best_value"], state["best_state"])
+                stale = state["stale"]
+            last_good = [p.detach().clone() for p in params]
+            bar = tqdm(
+                total=total,
+                initial=step,
+                desc=f"SVI {self.objective}",
+                disable=not progress,
+                leave=False,
+            )
+            stopped_early = False
+            try:
+                while step < total:
+                    if pos >= n:
+                        perm, pos = torch.randperm(n, generator=gen), 0
+                    idx = perm[pos : pos + batch].to(dev)
+                    pos += batch
+                    xb = x[idx]
+                    mb = None if mask is None else mask[idx]
+                    optim.zero_grad(set_to_none=True)
+                    obj = self._step_objective(lvm, xb, mb, n, rank, enumerated)
+                    value = obj.detach().item()
+                    if not math.isfinite(value):
+                        with torch.no_grad():
+                            for p, good in zip(params, last_good, strict=True):
+                                p.copy_(good)
+                        raise FloatingPointError(
+                            f"SVI.fit: the {self.objective} objective was {value} at step "
+                            f"{step}; the parameters of step {step - 1} were restored. Lower "
+                            "lr, or check the data scale."
+                        )
+                    (-obj).backward()
+                    with torch.no_grad():
+                        for p, good in zip(params, last_good, strict=True):
+                            good.copy_(p)
+                    optim.step()
+                    history.append(value)
+                    step += 1
+                    bar.update(1)
+                    if step % 20 == 0:
+                        bar.set_postfix({self.objective: f"{value:.3f}"})
+                    unit = per_epoch if epochs is not None else 1
+                    if val is not None and step % (eval_every * unit) == 0:
+                        v = self._mean_bound(lvm, *val)
+                        val_history.append((step, v))
+                        if v > best[0]:
+                            best, stale = (v, copy.deepcopy(lvm.state_dict())), 0
+                        else:
+                            stale += 1
+                        if patience is not None and stale >= patience:
+                            stopped_early = True
+                            break
+                    if checkpoint is not None and step % checkpoint_every == 0:
+                        self._save(
+                            checkpoint,
+                            lvm,
+                            optim,
+                            gen,
+                            step,
+                            history,
+                            perm,
+                            pos,
+                            val_history,
+                            best,
+                            stale,
+                        )
+            except KeyboardInterrupt:
+                # an interrupted run keeps its progress: resume=checkpoint continues it exactly
+                if checkpoint is not None:
+                    self._save(
+                        checkpoint,
+                        lvm,
+                        optim,
+                        gen,
+                        step,
+                        history,
+                        perm,
+                        pos,
+                        val_history,
+                        best,
+                        stale,
+                    )
+                raise
+            finally:
+                bar.close()
+            if checkpoint is not None:
+                self._save(
+                    checkpoint, lvm, optim, gen, step, history, perm, pos, val_history, best, stale
+                )
+            if stopped_early and best[1] is not None:
+                lvm.load_state_dict(best[1])
+        return FitResult(
+            engine=self.name,
+            objective=self.objective,
+            history=torch.tensor(history, dtype=torch.float64),
+            seconds=time.perf_counter() - t0,
+            num_steps=step,
+            converged=None,
+            seed=seed,
+            info={
+                "validation": val_history,
+                "stopped_early": stopped_early,
+                "batch_size": batch,
+                "epochs": step / per_epoch,
+                "device": str(dev),
+            },
+        )
+
+    def _make_optimizer(self, params) -> torch.optim.Optimizer:
+        factory = _OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str) else self.optimizer
+        return factory(params, lr=self.lr)
+
+    @staticmethod
+    def _save(path, lvm, optim, gen, step, history, perm, pos, val_history, best, stale) -> None:
+        state = {
+            "model": lvm.state_dict(),
+            "optimizer": optim.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": gen.get_state(),
+            "step": step,
+            "history": history,
+            "perm": perm,
+            "pos": pos,
+            "validation": val_history,
+            "best_value": best[0],
+            "best_state": best[1],
+            "stale": stale,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # a crash mid-write never leaves a broken checkpoint
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _per_datum(
+        self, lvm: LatentVariableModel, x, mask, num_particles: int, chunk: int
+    ) -> torch.Tensor:
+        out = []
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start : start + chunk]
+            mb = None if mask is None else mask[start : start + chunk]
+            with lvm.scoped():
+                lw = log_weights(lvm, xb, mb, num_particles=num_particles, validate=False)
+            if self.objective == "iwae":
+                per = iwae_bound(lw.local)
+            elif self.objective == "meanfield" and hasattr(lvm, "analytic_kl"):
+                with lvm.scoped():
+                    per = lw.log_lik.mean(0) - lvm.analytic_kl(xb, mb)
+            else:
+                per = lw.local.mean(0)
+            # a global term is shared equally among the data, so the total is the bound
+            per = per + (lw.global_log_p - lw.global_log_q).mean() / x.shape[0]
+            out.append(per.detach())
+        return torch.cat(out)
+
+    def _mean_bound(self, lvm, x, mask) -> float:
+        with torch.no_grad():
+            return float(self._per_datum(lvm, x, mask, self.num_particles, _chunk(x, 1)).mean())
+
+    def log_evidence(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        num_particles: int | None = None,
+        seed: int | None = 0,
+    ) -> Evidence:
+        """The per-datum lower bound: the ELBO, or the IWAE-K bound for ``objective="iwae"``.
+
+        Parameters
+        ----------
+        model, x, mask
+            As for :meth:`fit`; ``x`` (N, D).
+        num_particles : int, optional
+            Particles per datum; defaults to this engine's ``num_particles``.
+        seed : int or None
+
+        Returns
+        -------
+        Evidence
+            ``kind="lower_bound"``, ``per_datum`` of shape (N,).
+        """
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        if self._enumerated(sites):
+            raise UnsupportedModelError(
+                f"story '{lvm.name}' sums discrete sites by enumeration; its exact per-datum "
+                "log p(x) comes from inference.Enumeration().log_evidence."
+            )
+        k = self.num_particles if num_particles is None else num_particles
+        lvm.sites(x[:1], None if mask is None else mask[:1], "guide")
+        with torch.no_grad(), seeded(seed):
+            per = self._per_datum(lvm, x, mask, k, _chunk(x, k))
+        return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)
+
+    def posterior(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        num_samples: int = 1000,
+        seed: int | None = 0,
+    ) -> Posterior:
+        """Draws from the guide q(z | x): ``samples[site]`` of shape (S, N, ...)."""
+        lvm, x, mask, _sites = self.prepare(model, x, mask)
+        with torch.no_grad(), seeded(seed):
+            samples: dict[str, list[torch.Tensor]] = {}
+            local: tuple[str, ...] = ()
+            for start in range(0, x.shape[0], _chunk(x, num_samples)):
+                xb = x[start : start + _chunk(x, num_samples)]
+                mb = None if mask is None else mask[start : start + len(xb)]
+                with lvm.scoped():
+                    lw = log_weights(lvm, xb, mb, num_particles=num_samples, validate=False)
+                local = lw.local_sites
+                for k, v in lw.samples.items():
+                    samples.setdefault(k, []).append(v)
+        merged = {k: torch.cat(v, 1) if k in local else v[0] for k, v in samples.items()}
+        return Posterior(
+            engine=self.name, samples=merged, x=x, mask=mask, log_weights=None, local_sites=local
+        )
+
+
+def _chunk(x: torch.Tensor, num_particles: int, budget: int = 2**24) -> int:
+    """Data per chunk so that particles x data x features stays near ``budget`` numbers."""
+    return max(1, min(x.shape[0], budget // max(1, num_particles * x.shape[1])))
+
+
+def _resolve_device(device: str | torch.device | None, x: torch.Tensor) -> torch.device:
+    if device is None:
+        return x.device
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but CUDA is not available here.")
+    return dev
