@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from .inference.base import Posterior
 
-__all__ = ["to_inference_data"]
+__all__ = ["pareto_khat", "to_inference_data"]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -69,3 +69,30 @@ def to_inference_data(posterior: Posterior) -> arviz.InferenceData:
         groups["sample_stats"] = {"log_weight": lw}
         dims["log_weight"] = ["datum"] if lw.ndim == 3 else []
     return az.from_dict(**groups, dims=dims)
+
+
+def pareto_khat(log_weights: torch.Tensor) -> torch.Tensor:
+    """Pareto k̂ of importance weights per datum, from ArviZ's PSIS.
+
+    Parameters
+    ----------
+    log_weights : torch.Tensor of shape (K, N)
+        Unnormalised log importance weights of K particles for each of N data.
+
+    Returns
+    -------
+    torch.Tensor of shape (N,)
+        The fitted generalized-Pareto shape of each datum's weight tail: below about 0.7 the
+        estimate is reliable (Vehtari et al. 2024); above it, the proposal misses mass.
+    """
+    import warnings
+
+    import arviz as az
+
+    lw = log_weights.detach().to(torch.float64).cpu().numpy().T  # ArviZ wants (..., samples)
+    with warnings.catch_warnings():
+        # ArviZ warns when a tail is too short to fit; k̂ is then inf or NaN, which we return
+        warnings.filterwarnings("ignore", message=".*Pareto.*")
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        _, khat = az.psislw(lw)
+    return torch.as_tensor(np.asarray(khat, dtype=np.float64)).reshape(-1)

@@ -10,6 +10,7 @@ from .base import (
     UnsupportedModelError,
 )
 from .enumeration import Enumeration
+from .importance import ImportanceSampling
 from .svi import SVI
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Enumeration",
     "Evidence",
     "FitResult",
+    "ImportanceSampling",
     "LogWeights",
     "ModelGuideMismatchError",
     "Posterior",

@@ -1,0 +1,355 @@
+"""Importance sampling: ``ImportanceSampling``, from naive Monte Carlo to a learned proposal.
+
+log p(x_n) = log E_{q(z)}[p(x_n, z) / q(z)] is estimated by the log of the mean importance
+weight over K particles drawn from a proposal q:
+
+- ``"uniform"``: z uniform over a finite latent space (the lecture's naive Monte Carlo,
+  p(x) ≈ |Z| · mean_j p(x, z_j)); it works in theory, not in practice, since most z explain
+  nothing;
+- ``"prior"``: z ~ p(z), so each weight is the likelihood p(x | z);
+- ``"guide"``: z ~ q(z | x), the story's (learned) guide.
+
+Every estimate comes with its delta-method standard error in log space, the effective sample
+size and ArviZ's Pareto k̂ of the weights. Particles go through the shared weighting routine in
+one vectorised pass per chunk of data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from .._typing import ModelLike
+from .._utils import seeded
+from ..diagnostics import pareto_khat
+from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, from_functions
+from ._weights import LogWeights, log_weights
+from .base import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+
+__all__ = ["ImportanceSampling", "log_mean_weight"]
+
+Proposal = Literal["guide", "prior", "uniform"]
+
+
+def log_mean_weight(local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The estimate, its standard error and the effective sample size, per datum.
+
+    Parameters
+    ----------
+    local : torch.Tensor of shape (K, N)
+        Log importance weights.
+
+    Returns
+    -------
+    estimate : torch.Tensor of shape (N,)
+        log (1/K) Σ_k w_k.
+    stderr : torch.Tensor of shape (N,)
+        Delta-method standard error of the estimate: sd(w) / (sqrt(K) mean(w)), computed from
+        the normalised weights so that nothing overflows.
+    ess : torch.Tensor of shape (N,)
+        (Σ w)² / Σ w², between 1 and K.
+    """
+    k = local.shape[0]
+    estimate = torch.logsumexp(local, 0) - math.log(k)
+    w = torch.softmax(local, 0)  # normalised weights
+    sum_sq = w.pow(2).sum(0)
+    ess = sum_sq.reciprocal()
+    if k > 1:
+        stderr = ((k * sum_sq - 1).clamp(min=0) / (k - 1)).sqrt()
+    else:
+        stderr = torch.full_like(estimate, float("inf"))
+    return estimate, stderr, ess
+
+
+def _uniform_guide(sites: dict[str, SiteInfo]):
+    """A guide drawing every local latent site uniformly from its finite support."""
+    latents = [s for s in sites.values() if s.latent]
+    for s in latents:
+        if not s.local or not s.discrete or s.num_states is None:
+            kind = "continuous" if not s.discrete else "global or infinite"
+            raise UnsupportedModelError(
+                f"the uniform proposal needs a finite latent space, and site '{s.name}' is "
+                f"{kind} ({s.distribution}); use proposal='prior' or 'guide'."
+            )
+        if s.distribution not in ("Bernoulli", "Categorical"):
+            raise UnsupportedModelError(
+                f"the uniform proposal draws Bernoulli and Categorical sites; site '{s.name}' "
+                f"is {s.distribution}. Use proposal='prior' or 'guide'."
+            )
+
+    def guide(x, mask=None):
+        n = x.shape[0]
+        with pyro.plate(DATA_PLATE, n, dim=-1):
+            for s in latents:
+                # batch dims other than the data plate's, then the event
+                shape = tuple(s.batch_shape[:-1]) + tuple(s.event_shape)
+                if s.distribution == "Bernoulli":
+                    d = dist.Bernoulli(x.new_full((), 0.5))
+                else:
+                    d = dist.Categorical(logits=x.new_zeros(s.num_states))
+                d = d.expand((*shape[: len(shape) - len(s.event_shape)], n, *s.event_shape))
+                if s.event_shape:
+                    d = d.to_event(len(s.event_shape))
+                pyro.sample(s.name, d)
+
+    return guide
+
+
+class ImportanceSampling(Engine):
+    """log p(x_n) estimates by importance sampling, with standard error, ESS and Pareto k̂.
+
+    Parameters
+    ----------
+    proposal : {"guide", "prior", "uniform"}
+        Where particles come from (see the module docstring).
+    num_particles : int
+        K, particles per datum.
+    chunk_size : int or None
+        Data per vectorised pass; None picks the largest chunk whose K × chunk × D tensor fits
+        the memory budget (``memory_budget`` numbers: 256 MiB of float32 per tensor, so that a
+        pass with its intermediate tensors stays under about 2 GiB).
+    memory_budget : int
+        Elements (not bytes) a pass may hold per tensor of particle × data × feature shape.
+
+    Examples
+    --------
+    >>> from ppl_lvm import datasets, models, inference
+    >>> x = datasets.load("digits").x
+    >>> gmm = models.GaussianMixture(3, 64)
+    >>> ev = inference.ImportanceSampling("prior", num_particles=100).log_evidence(gmm, x[:5])
+    >>> ev.kind, ev.stderr.shape
+    ('estimate', torch.Size([5]))
+    """
+
+    name = "ImportanceSampling"
+    evidence_kind = "estimate"
+
+    def __init__(
+        self,
+        proposal: Proposal = "guide",
+        num_particles: int = 1000,
+        chunk_size: int | None = None,
+        memory_budget: int = 2**26,
+    ):
+        if proposal not in ("guide", "prior", "uniform"):
+            raise ValueError(f"proposal must be 'guide', 'prior' or 'uniform', got {proposal!r}.")
+        for label, value in (("num_particles", num_particles), ("memory_budget", memory_budget)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int, got {value!r}.")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+        self.proposal = proposal
+        self.num_particles = num_particles
+        self.chunk_size = chunk_size
+        self.memory_budget = memory_budget
+        self.needs_guide = proposal == "guide"
+
+    def __repr__(self) -> str:
+        return (
+            f"ImportanceSampling(proposal={self.proposal!r}, num_particles={self.num_particles}, "
+            f"chunk_size={self.chunk_size})"
+        )
+
+    def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
+        super().check_supported(model, sites)
+        globals_ = [s.name for s in sites.values() if s.latent and not s.local]
+        if globals_:
+            raise UnsupportedModelError(
+                f"ImportanceSampling estimates log p(x_n) per datum, which needs every latent "
+                f"site to be local, and story '{model.name}' has global latent sites "
+                f"{globals_}; use bayesian=False, or SVI for a bound."
+            )
+
+    def _story(self, lvm: LatentVariableModel, sites) -> tuple[LatentVariableModel, str]:
+        """The model with the proposal this engine uses, and the routine's proposal mode."""
+        if self.proposal == "uniform":
+            story = from_functions(lvm.model, _uniform_guide(sites), name=lvm.name)
+            # the user's model keeps its own parameters: run it inside its own scope
+            return _Scoped(story, lvm), "guide"
+        return lvm, self.proposal
+
+    def _chunk(self, x: torch.Tensor) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        per_datum = self.num_particles * max(1, x.shape[1])
+        return max(1, min(x.shape[0], self.memory_budget // per_datum))
+
+    def _weights(self, lvm, sites, x, mask, validate: bool):
+        story, mode = self._story(lvm, sites)
+        chunk = self._chunk(x)
+        for i, start in enumerate(range(0, x.shape[0], chunk)):
+            xb = x[start : start + chunk]
+            mb = None if mask is None else mask[start : start + chunk]
+            yield log_weights(
+                story,
+                xb,
+                mb,
+                num_particles=self.num_particles,
+                proposal=mode,
+                validate=validate and i == 0,
+            )
+
+    def log_evidence(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        seed: int | None = 0,
+        khat: bool = True,
+    ) -> Evidence:
+        """Estimate log p(x_n) for each datum over its observed entries.
+
+        Parameters
+        ----------
+        model : LatentVariableModel, (model_fn, guide_fn) pair, or model function
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        seed : int or None
+        khat : bool
+            Fit ArviZ's Pareto k̂ to each datum's weights (a few ms per thousand data).
+
+        Returns
+        -------
+        Evidence
+            ``kind="estimate"`` with ``per_datum``, ``stderr``, ``ess`` and ``khat``, each (N,).
+        """
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        parts: list[tuple[torch.Tensor, ...]] = []
+        with torch.no_grad(), seeded(seed):
+            for lw in self._weights(lvm, sites, x, mask, validate=True):
+                est, se, ess = log_mean_weight(lw.local)
+                k_hat = pareto_khat(lw.local) if khat else None
+                parts.append((est, se, ess, k_hat))
+        cat = [torch.cat([p[i] for p in parts]) for i in range(3)]
+        return Evidence(
+            per_datum=cat[0],
+            kind="estimate",
+            engine=self.name,
+            stderr=cat[1],
+            ess=cat[2],
+            khat=torch.cat([p[3] for p in parts]).to(cat[0].dtype) if khat else None,
+            num_particles=self.num_particles,
+        )
+
+    def posterior(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        num_samples: int | None = None,
+        seed: int | None = 0,
+    ) -> Posterior:
+        """Weighted draws from the proposal; ``.resample()`` turns them into unweighted ones.
+
+        Parameters
+        ----------
+        num_samples : int, optional
+            Ignored unless given, when it must equal ``num_particles`` (the draws are the
+            particles).
+
+        Returns
+        -------
+        Posterior
+            ``samples[site]`` of shape (K, N, ...) and ``log_weights`` of shape (K, N).
+        """
+        if num_samples is not None and num_samples != self.num_particles:
+            raise ValueError(
+                f"the draws are the particles: num_samples={num_samples} differs from "
+                f"num_particles={self.num_particles}; build ImportanceSampling(num_particles="
+                f"{num_samples}), or call .resample(num_samples) on the result."
+            )
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        with torch.no_grad(), seeded(seed):
+            chunks: list[LogWeights] = list(self._weights(lvm, sites, x, mask, validate=True))
+        samples = {k: torch.cat([c.samples[k] for c in chunks], 1) for k in chunks[0].samples}
+        return Posterior(
+            engine=self.name,
+            samples=samples,
+            x=x,
+            mask=mask,
+            log_weights=torch.cat([c.local for c in chunks], 1),
+            local_sites=chunks[0].local_sites,
+        )
+
+    def fit(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        seed: int = 0,
+        epochs: int | None = None,
+        steps: int | None = None,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        batch_size: int | None = 100,
+        validation: torch.Tensor | tuple | None = None,
+        patience: int | None = None,
+        checkpoint: str | None = None,
+        resume: str | None = None,
+        progress: bool = True,
+    ) -> FitResult:
+        """Maximise the importance-weighted (IWAE) bound with this engine's K particles.
+
+        It runs the same code as ``SVI(objective="iwae", num_particles=K)``; the arguments
+        are those of :meth:`SVI.fit` and of the SVI constructor.
+        """
+        from .svi import SVI
+
+        if self.proposal != "guide":
+            raise UnsupportedModelError(
+                f"fitting maximises the importance-weighted bound of a learned proposal; "
+                f"proposal='{self.proposal}' has nothing to learn. Use proposal='guide'."
+            )
+        engine = SVI("iwae", self.num_particles, optimizer, lr, batch_size)
+        result = engine.fit(
+            model,
+            x,
+            mask,
+            seed=seed,
+            epochs=epochs,
+            steps=steps,
+            validation=validation,
+            patience=patience,
+            checkpoint=checkpoint,
+            resume=resume,
+            progress=progress,
+        )
+        return FitResult(
+            engine=self.name,
+            objective="iwae",
+            history=result.history,
+            seconds=result.seconds,
+            num_steps=result.num_steps,
+            converged=result.converged,
+            seed=result.seed,
+            info=dict(result.info),
+        )
+
+
+class _Scoped(LatentVariableModel):
+    """A story whose calls run inside another model's parameter scope (the user's model)."""
+
+    def __init__(self, story: LatentVariableModel, owner: LatentVariableModel):
+        super().__init__()
+        object.__setattr__(self, "_story", story)
+        object.__setattr__(self, "_owner", owner)
+
+    def model(self, x, mask=None):
+        with self._owner.scoped():
+            return self._story.model(x, mask)
+
+    def guide(self, x, mask=None):
+        return self._story.guide(x, mask)
+
+    @property
+    def name(self) -> str:
+        return self._owner.name
