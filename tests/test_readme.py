@@ -9,8 +9,9 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_example_runs(capsys):
+def test_readme_example_runs(capsys, tmp_path, monkeypatch):
     """Every python block in the README executes and prints a finite log p(x)."""
+    monkeypatch.chdir(tmp_path)  # the examples write checkpoints and figures
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README should show a python example"
     for block in blocks:

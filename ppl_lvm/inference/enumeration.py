@@ -234,6 +234,10 @@ class Enumeration(Engine):
         if self._fast(model):
             with model.scoped():
                 return torch.logsumexp(model.enumerate_log_joint(x, mask), -1)
+        if x.shape[0] == 1:
+            # Pyro packs away dims of size 1, the data plate's included; score a copy beside it
+            x, mask = _twice(x, mask)
+            return self._log_marginal(model, x, mask)[:1]
         tr = self._enum_trace(model, x, mask)
         factors, sum_dims, data = _factors(tr)
         out = contract_to_tensor(factors, sum_dims, target_ordinal=data)
@@ -315,6 +319,9 @@ class Enumeration(Engine):
                     probs={lvm.label_site: probs},
                     local_sites=local,
                 )
+            single = x.shape[0] == 1
+            if single:  # see _log_marginal: a data plate of size 1 is packed away
+                x, mask = _twice(x, mask)
             tr = self._enum_trace(lvm, x, mask)  # also refuses unsound structure
             marginals = _site_marginals(tr, x.shape[0])
             probs = {k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape}
@@ -335,6 +342,11 @@ class Enumeration(Engine):
                     f"({joint_sites}), are not supported; Enumeration().log_evidence still "
                     "works, and ImportanceSampling gives weighted draws."
                 )
+        if single:
+            x = x[:1]
+            mask = None if mask is None else mask[:1]
+            probs = {k: v[:1] for k, v in probs.items()}
+            samples = {k: v[:, :1] for k, v in samples.items()}
         return Posterior(
             engine=self.name,
             samples=samples,
@@ -536,6 +548,11 @@ class Enumeration(Engine):
             history.append(value)
             bar.set_postfix(loglik=f"{value:.4f}")
         return history, converged
+
+
+def _twice(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The single datum and a copy of it: (2, D)."""
+    return x.expand(2, -1), None if mask is None else mask.expand(2, -1)
 
 
 def _factors(tr: poutine.Trace) -> tuple[OrderedDict, set, frozenset]:

@@ -207,14 +207,19 @@ class SVI(Engine):
             if lw.log_q_score is not None:
                 per = per + (_vimco_signal(local) * lw.log_q_score).sum(0)
             return scale * per.sum()
-        if self.objective == "meanfield" and hasattr(lvm, "analytic_kl"):
+        analytic = self.objective == "meanfield" and hasattr(lvm, "analytic_kl")
+        if analytic:
             kl = lvm.analytic_kl(xb, mb)  # (B,)
             per = lw.log_lik.mean(0) - kl
         else:
             per = local.mean(0)
         if lw.log_q_score is not None:
-            signal = (local - local.mean(0, keepdim=True)).detach()
-            per = per + (signal * lw.log_q_score).mean(0)
+            # score-function term for discrete guide sites; with the KL in closed form only the
+            # likelihood is left to it. A leave-one-out baseline keeps it unbiased (K >= 2).
+            reward = (lw.log_lik if analytic else local).detach()
+            k = reward.shape[0]
+            baseline = (reward.sum(0, keepdim=True) - reward) / (k - 1) if k > 1 else 0.0
+            per = per + ((reward - baseline) * lw.log_q_score).mean(0)
         return scale * per.sum() + global_part
 
     # -- fit ---------------------------------------------------------------------------------

@@ -9,17 +9,24 @@ from .base import (
     discrete_state_count,
     from_functions,
 )
+from .binary import BinaryLatentFactors
+from .linear import LinearGaussian
 from .mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
+from .vae import VAE, ToyVAE
 
 __all__ = [
     "DATA_PLATE",
+    "VAE",
     "BernoulliMixture",
+    "BinaryLatentFactors",
     "CategoricalMixture",
     "FunctionModel",
     "GaussianMixture",
     "LatentVariableModel",
+    "LinearGaussian",
     "MixtureModel",
     "SiteInfo",
+    "ToyVAE",
     "as_model",
     "discrete_state_count",
     "from_functions",

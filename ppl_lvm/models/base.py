@@ -194,6 +194,11 @@ class LatentVariableModel(PyroModule):
     #: alone has none; engines that need one refuse it up front.
     has_guide: bool = True
 
+    #: True when the sites, plates and shapes depend only on the shapes of (x, mask), never on
+    #: their values, so that :meth:`sites` may remember its answer per shape. Built-in models
+    #: declare it; a user's story is re-traced every time.
+    static_structure: bool = False
+
     def __init__(self, name: str = "") -> None:
         # Built in local-parameter mode so that submodules (networks, autoguides) called inside
         # scoped() find a parameter state of their own model, never Pyro's global store.
@@ -259,7 +264,10 @@ class LatentVariableModel(PyroModule):
     ) -> poutine.Trace:
         """One ordinary (unvectorised, unenumerated) trace of the model or the guide."""
         fn = self.model if which == "model" else self.guide
-        with self.scoped():
+        # a look at the structure must not move the caller's random stream: the same seed has
+        # to give the same numbers whether or not the metadata was already known
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with self.scoped(), torch.random.fork_rng(devices=devices):
             return poutine.trace(fn).get_trace(x, mask)
 
     def sites(
@@ -287,12 +295,19 @@ class LatentVariableModel(PyroModule):
                 f"{self.name} has no guide. Pass guide_fn to from_functions, or use an engine "
                 "that needs none (Enumeration, or ImportanceSampling with proposal='prior')."
             )
+        key = (which, tuple(x.shape), x.dtype, x.device, mask is None)
+        cache = self.__dict__.setdefault("_ppl_sites_cache", {})
+        if self.static_structure and key in cache:
+            return cache[key]
         tr = self.trace(x, mask, which)
-        return {
+        out = {
             name: _site_info(site, x.shape[0])
             for name, site in sample_sites(tr)
             if not site["infer"].get("is_auxiliary", False)
         }
+        if self.static_structure:
+            cache[key] = out
+        return out
 
     @property
     def name(self) -> str:

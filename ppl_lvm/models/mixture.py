@@ -26,6 +26,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroParam
 from torch.distributions import transform_to
 
+from ._gaussian import masked_mvn_log_prob
 from .base import DATA_PLATE, LatentVariableModel
 
 __all__ = ["BernoulliMixture", "CategoricalMixture", "GaussianMixture", "MixtureModel"]
@@ -120,6 +121,7 @@ class MixtureModel(LatentVariableModel):
         the best exact likelihood.
     """
 
+    static_structure = True
     #: The one local discrete site, summed out exactly by enumeration.
     label_site = "z"
 
@@ -531,13 +533,7 @@ def _full_log_prob(x, mask, locs, scale_tril) -> torch.Tensor:
         log_det = scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
         return -0.5 * (quad + x.shape[-1] * _LOG_2PI) - log_det
     cov = scale_tril @ scale_tril.transpose(-1, -2)  # (K, D, D)
-    m = mask.to(x.dtype)
-    outer = m.unsqueeze(-1) * m.unsqueeze(-2)  # (N, D, D)
-    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    cov_n = cov.unsqueeze(0) * outer.unsqueeze(1) + (eye * (1 - m).unsqueeze(-1)).unsqueeze(1)
-    diff = diff * m.unsqueeze(1)
-    lp = dist.MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov_n).log_prob(diff)
-    return lp + 0.5 * (1 - m).sum(-1, keepdim=True) * _LOG_2PI
+    return masked_mvn_log_prob(x.unsqueeze(-2), mask.unsqueeze(-2), locs, cov)
 
 
 class _MaskedMultivariateNormal(dist.TorchDistribution):
@@ -568,15 +564,8 @@ class _MaskedMultivariateNormal(dist.TorchDistribution):
         return full.expand(self.batch_shape).sample(sample_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        m = self.obs_mask.to(value.dtype)
-        shape = torch.broadcast_shapes(value.shape, self.loc.shape, m.shape)
-        m = m.expand(shape)
         cov = self.scale_tril @ self.scale_tril.transpose(-1, -2)
-        eye = torch.eye(shape[-1], dtype=value.dtype, device=value.device)
-        cov = cov * (m.unsqueeze(-1) * m.unsqueeze(-2)) + eye * (1 - m).unsqueeze(-1)
-        diff = (value - self.loc) * m
-        lp = dist.MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov).log_prob(diff)
-        return lp + 0.5 * (1 - m).sum(-1) * _LOG_2PI
+        return masked_mvn_log_prob(value, self.obs_mask, self.loc, cov)
 
 
 class BernoulliMixture(MixtureModel):

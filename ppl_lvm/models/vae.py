@@ -53,6 +53,7 @@ def _normal_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) ->
 class _AmortizedGaussianLVM(LatentVariableModel):
     """Shared machinery: standard-normal prior, Gaussian encoder, masked likelihood."""
 
+    static_structure = True
     latent_site = "z"
 
     def __init__(self, dim: int, latent_dim: int, mask_input: bool):

@@ -1,0 +1,398 @@
+"""Binary latent features: ``BinaryLatentFactors``.
+
+Each datum switches on a subset of L features, z ∈ {0,1}^L with z_l ~ Bernoulli(π_l), and each
+feature adds its column of W to the logits of D binary pixels: x | z ~ Bernoulli(σ(W z + b)).
+Unlike a mixture, where a datum picks one of K prototypes, here it combines several, so L
+features describe 2^L patterns; the price is a posterior over 2^L joint states per datum.
+
+``z`` is one vector-valued site, ``Bernoulli(π).to_event(1)``, so ``Enumeration`` sums its
+2^L joint states exactly (up to its ``max_states``, 2^16 by default) and refuses L = 30 with
+"2^30 = 1,073,741,824 joint states per datum" before any work. For larger L, the amortised
+guide q(z | x) = Bernoulli(σ(MLP(x))).to_event(1) gives SVI and importance sampling a proposal;
+its samples are discrete, so gradients of its parameters need a score-function term, which
+the engines add from ``LogWeights.log_q_score``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._logweights import LogWeights
+from .._utils import check_data
+from .base import DATA_PLATE, LatentVariableModel
+
+__all__ = ["BinaryLatentFactors"]
+
+#: Numbers (data × joint states) per chunk of the direct exact path; 2^24 floats is 64 MiB.
+_CHUNK_NUMBERS = 2**24
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def _check_binary(x: torch.Tensor, mask: torch.Tensor | None) -> None:
+    obs = x if mask is None else x[mask]
+    if not bool(((obs == 0) | (obs == 1)).all()):
+        raise ValueError(
+            "BinaryLatentFactors needs binary data (0 or 1) in every observed entry; binarize "
+            "it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
+        )
+
+
+def _bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(value; σ(logits)) elementwise, broadcasting."""
+    logits, value = torch.broadcast_tensors(logits, value)
+    return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+
+
+class BinaryLatentFactors(LatentVariableModel):
+    """Binary latent features: z_l ~ Bernoulli(π_l), x | z ~ Bernoulli(σ(W z + b)).
+
+    Parameters
+    ----------
+    dim : int
+        D, binary entries per datum (784 pixels for MNIST).
+    num_features : int
+        L, the number of binary features; a datum's joint latent space has 2^L states.
+    hidden : sequence of int
+        Hidden layer widths of the guide's encoder MLP; ``()`` makes it logistic regression.
+
+    Attributes
+    ----------
+    W : torch.nn.Parameter of shape (D, L)
+        Feature l adds column W[:, l] to the logits of the pixels when it is on.
+    b : torch.nn.Parameter of shape (D,)
+        Pixel logits with every feature off.
+    prior_logits : torch.nn.Parameter of shape (L,)
+        logit π_l. Learned, one per feature: how often a feature is used is part of what the
+        model learns (a rare stroke and a common one), and the exact likelihood and the ELBO
+        both have gradients for it. ``set_parameters`` fixes it at any value, e.g. 0 for π = ½.
+    encoder : torch.nn.Sequential
+        The guide's MLP, from the data to the L logits of q(z_l = 1 | x).
+
+    Notes
+    -----
+    Entries where the mask is False are left out of the likelihood. The encoder reads each
+    entry as 2x - 1 (±1) with missing entries at 0, so a missing pixel counts as neither on
+    nor off.
+
+    Examples
+    --------
+    >>> model = BinaryLatentFactors(dim=784, num_features=10)
+    >>> model.exact_log_evidence(torch.zeros(2, 784)).shape
+    torch.Size([2])
+    """
+
+    latent_site = "z"
+    static_structure = True
+
+    def __init__(self, dim: int, num_features: int, hidden: Sequence[int] = (128,)):
+        super().__init__()
+        self.dim = _check_positive_int("dim", dim)
+        self.num_features = _check_positive_int("num_features", num_features)
+        hidden = tuple(hidden)
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"hidden widths must be positive ints, got {hidden}.")
+        self.hidden = hidden
+        # a fixed generator: constructing a model must not consume the caller's random stream
+        g = torch.Generator().manual_seed(0)
+        self.W = nn.Parameter(0.1 * torch.randn(dim, num_features, generator=g))
+        self.b = nn.Parameter(torch.zeros(dim))
+        self.prior_logits = nn.Parameter(torch.zeros(num_features))
+        sizes = (dim, *hidden, num_features)
+        layers: list[nn.Module] = []
+        for i, (a, c) in enumerate(itertools.pairwise(sizes)):
+            layer = nn.Linear(a, c)
+            bound = 1 / a**0.5  # PyTorch's default uniform range, drawn from g
+            with torch.no_grad():
+                layer.weight.uniform_(-bound, bound, generator=g)
+                layer.bias.uniform_(-bound, bound, generator=g)
+            layers.append(layer)
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.encoder = nn.Sequential(*layers)
+
+    # -- fitted values ---------------------------------------------------------------------------
+    @property
+    def loadings_(self) -> torch.Tensor:
+        """W, shape (D, L): column l is feature l's contribution to the pixel logits (a copy)."""
+        return self.W.detach().clone()
+
+    @property
+    def bias_(self) -> torch.Tensor:
+        """b, the pixel logits with every feature off, shape (D,) (a copy)."""
+        return self.b.detach().clone()
+
+    @property
+    def feature_probs_(self) -> torch.Tensor:
+        """π, each feature's prior probability of being on, shape (L,)."""
+        return torch.sigmoid(self.prior_logits.detach())
+
+    def set_parameters(
+        self,
+        W: torch.Tensor,
+        b: torch.Tensor,
+        feature_probs: torch.Tensor | float = 0.5,
+    ) -> BinaryLatentFactors:
+        """Set W (D, L), b (D,) and π (L,) or a scalar in (0, 1); returns self.
+
+        The guide is left as it is.
+        """
+        ref = self.W
+        W, b, probs = (
+            torch.as_tensor(v, dtype=ref.dtype, device=ref.device) for v in (W, b, feature_probs)
+        )
+        d, k = self.dim, self.num_features
+        probs = probs.expand(k) if probs.dim() == 0 else probs
+        if W.shape != (d, k) or b.shape != (d,) or probs.shape != (k,):
+            raise ValueError(
+                f"expected W {(d, k)}, b {(d,)} and feature_probs {(k,)} or a scalar, got "
+                f"{tuple(W.shape)}, {tuple(b.shape)} and {tuple(probs.shape)}."
+            )
+        if not bool(((probs > 0) & (probs < 1)).all()):
+            raise ValueError(
+                f"feature_probs must lie strictly between 0 and 1, got {probs.tolist()}."
+            )
+        with torch.no_grad():
+            self.W.copy_(W)
+            self.b.copy_(b)
+            self.prior_logits.copy_(torch.logit(probs))
+        return self
+
+    def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
+        """Start b at the logit of each pixel's observed mean, W small and random, π = ½.
+
+        With W near 0 the model starts as independent pixels with the right frequencies, so
+        training spends its steps on the features rather than on the background.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D), masked entries zero-filled
+        mask : torch.Tensor of shape (N, D) or None
+        seed : int
+            Seeds W.
+        """
+        _check_binary(x, mask)
+        m = torch.ones_like(x) if mask is None else mask.to(x.dtype)
+        # clamped so that an always-off border pixel gets a finite logit (about -6.9)
+        p = ((x * m).sum(0) / m.sum(0).clamp(min=1)).clamp(1e-3, 1 - 1e-3)
+        g = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn(self.dim, self.num_features, generator=g, dtype=x.dtype)
+        self.set_parameters(0.1 * noise.to(x.device), torch.logit(p), 0.5)
+
+    # -- the guide's encoder --------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of q(z_l = 1 | x_n), shape (N, L)."""
+        signed = 2 * x - 1
+        if mask is not None:
+            signed = signed * mask.to(x.dtype)
+        return self.encoder(signed)
+
+    # -- the Pyro story ------------------------------------------------------------------------
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """z_n ~ Bernoulli(π).to_event(1); x_n | z_n ~ Bernoulli(σ(W z_n + b)), observed part.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D), entries 0 or 1
+        mask : torch.Tensor of shape (N, D), bool, optional
+        """
+        _check_binary(x, mask)
+        n = x.shape[0]
+        with pyro.plate(DATA_PLATE, n, dim=-1):
+            prior = dist.Bernoulli(logits=self.prior_logits).expand([n, self.num_features])
+            z = pyro.sample(self.latent_site, prior.to_event(1))
+            # the values were checked above; validating every enumerated copy would cost a pass
+            lik = dist.Bernoulli(logits=z @ self.W.T + self.b, validate_args=False)
+            if mask is not None:
+                lik = lik.mask(mask)
+            pyro.sample("x", lik.to_event(1), obs=x)
+
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """z_n ~ Bernoulli(σ(MLP(x_n))).to_event(1)."""
+        logits = self.encode(x, mask)
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            pyro.sample(self.latent_site, dist.Bernoulli(logits=logits).to_event(1))
+
+    # -- direct tensor paths ---------------------------------------------------------------------
+    def _log_lik(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """log p(x_n | z) over observed entries: z (..., N, L) -> (..., N)."""
+        per = _bernoulli_log_prob(z @ self.W.T + self.b, x)
+        if mask is not None:
+            per = per * mask.to(per.dtype)
+        return per.sum(-1)
+
+    def particle_log_weights(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        num_particles: int,
+        z: torch.Tensor | None = None,
+    ) -> LogWeights:
+        """log p(x_n, z) and log q(z | x_n) for K particles drawn from the guide.
+
+        The draws are discrete, so they carry no gradient; ``log_q_score`` holds log q for the
+        score-function term the engines add.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D) or None
+        num_particles : int
+            K.
+        z : torch.Tensor of shape (K, N, L), optional
+            Score these particles (0/1 floats) instead of drawing new ones.
+
+        Returns
+        -------
+        LogWeights
+            ``log_p``, ``log_q``, ``log_lik``, ``log_q_score`` of shape (K, N) and
+            ``samples["z"]`` (K, N, L).
+        """
+        # the engines cache site metadata per shape, so the model's own check may not run
+        _check_binary(x, mask)
+        logits = self.encode(x, mask)  # (N, L)
+        if z is None:
+            with torch.no_grad():
+                probs = torch.sigmoid(logits).expand(num_particles, *logits.shape)
+                z = torch.bernoulli(probs)
+        log_q = _bernoulli_log_prob(logits, z).sum(-1)
+        log_prior = _bernoulli_log_prob(self.prior_logits, z).sum(-1)
+        log_lik = self._log_lik(z, x, mask)
+        zeros = x.new_zeros(z.shape[0])
+        return LogWeights(
+            log_p=log_prior + log_lik,
+            log_q=log_q,
+            global_log_p=zeros,
+            global_log_q=zeros,
+            samples={self.latent_site: z},
+            local_sites=(self.latent_site,),
+            log_lik=log_lik,
+            log_q_score=log_q,
+        )
+
+    def states(self) -> torch.Tensor:
+        """Every joint value of z, shape (2^L, L); row s holds the binary digits of s."""
+        ref = self.W
+        s = torch.arange(2**self.num_features, device=ref.device)
+        bits = torch.arange(self.num_features, device=ref.device)
+        return ((s.unsqueeze(-1) >> bits) & 1).to(ref.dtype)
+
+    def state_log_joint(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *, max_states: int = 2**16
+    ) -> torch.Tensor:
+        """log p(x_n, z_n = s) for every joint state s of :meth:`states`, shape (N, 2^L).
+
+        A direct tensor path, the same numbers as ``Enumeration`` with two matrix products:
+        log p(x_n | s) = (m_n ⊙ x_n) · η_s - m_n · softplus(η_s) with η_s = W s + b.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        max_states : int
+            Refuse a model with more joint states than this, as ``Enumeration`` does.
+        """
+        x, mask = check_data(x, mask)
+        total = 2**self.num_features
+        if total > max_states:
+            raise ValueError(
+                f"num_features={self.num_features} gives 2^{self.num_features} = {total:,} joint "
+                f"states per datum, more than max_states={max_states:,}; raise max_states, or "
+                "bound log p(x) with SVI or estimate it with ImportanceSampling."
+            )
+        _check_binary(x, mask)
+        states = self.states()
+        eta = states @ self.W.T + self.b  # (S, D)
+        log_prior = _bernoulli_log_prob(self.prior_logits, states).sum(-1)  # (S,)
+        soft = F.softplus(eta)  # (S, D)
+        if mask is None:
+            return x @ eta.T - soft.sum(-1) + log_prior
+        m = mask.to(x.dtype)
+        return (m * x) @ eta.T - m @ soft.T + log_prior
+
+    @torch.no_grad()
+    def exact_log_evidence(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *, max_states: int = 2**16
+    ) -> torch.Tensor:
+        """log p(x_n) = log Σ_s p(x_n, z = s) over all 2^L states, shape (N,), no gradient.
+
+        Computed in chunks of data so that memory stays near 64 MiB; :meth:`state_log_joint`
+        gives the differentiable joint.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        max_states : int
+            As for :meth:`state_log_joint`.
+        """
+        chunk = max(1, _CHUNK_NUMBERS // 2**self.num_features)
+        out = []
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start : start + chunk]
+            mb = None if mask is None else mask[start : start + chunk]
+            out.append(torch.logsumexp(self.state_log_joint(xb, mb, max_states=max_states), -1))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def exact_feature_probs(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *, max_states: int = 2**16
+    ) -> torch.Tensor:
+        """p(z_nl = 1 | x_n), the exact posterior probability of each feature, shape (N, L).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+        max_states : int
+            As for :meth:`state_log_joint`.
+        """
+        chunk = max(1, _CHUNK_NUMBERS // 2**self.num_features)
+        states = self.states()
+        out = []
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start : start + chunk]
+            mb = None if mask is None else mask[start : start + chunk]
+            post = torch.softmax(self.state_log_joint(xb, mb, max_states=max_states), -1)
+            out.append(post @ states)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def sample(
+        self, num_samples: int, *, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw from the model: z ~ Bernoulli(π), then x ~ Bernoulli(σ(W z + b)).
+
+        Parameters
+        ----------
+        num_samples : int
+            S.
+        seed : int, optional
+            Seeds a private generator; None draws from torch's global one.
+
+        Returns
+        -------
+        x : torch.Tensor of shape (S, D), entries 0 or 1
+        z : torch.Tensor of shape (S, L), entries 0 or 1
+        """
+        num_samples = _check_positive_int("num_samples", num_samples)
+        ref = self.W
+        g = None if seed is None else torch.Generator(device=ref.device).manual_seed(int(seed))
+        pi = torch.sigmoid(self.prior_logits).expand(num_samples, self.num_features)
+        z = torch.bernoulli(pi, generator=g)
+        x = torch.bernoulli(torch.sigmoid(z @ self.W.T + self.b), generator=g)
+        return x, z
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_features={self.num_features}, hidden={self.hidden}"

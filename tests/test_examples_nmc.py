@@ -1,0 +1,36 @@
+"""The naive Monte Carlo example runs with --quick and tells its story in numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import matplotlib.image as mpimg
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "naive_monte_carlo.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("naive_monte_carlo", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_naive_monte_carlo_quick(tmp_path):
+    """Mixture estimates agree with enumeration within their errors; L=16 has an exact value,
+    L=30 is refused with its 2^30 count; the figure is drawn."""
+    res = _load().main(["--quick", "--out", str(tmp_path), "--seed", "0"])
+    exact = res["mixture"]["exact"]
+    for prop, rows in res["mixture"]["estimates"].items():
+        est, se = rows[-1]  # the largest K
+        # 4 standard errors, plus 0.1 nat for the small-K bias of log-mean estimates
+        assert abs(est - exact) <= 4 * se + 0.1, (prop, est, se, exact)
+    assert math.isfinite(res["binary16"]["exact"]) and res["binary16"]["exact"] < 0
+    assert res["binary30"]["exact"] is None
+    assert "2^30 = 1,073,741,824 joint states per datum" in res["binary30"]["refusal"]
+    for rows in res["binary30"]["estimates"].values():
+        assert all(math.isfinite(e) for e, _ in rows)
+    img = mpimg.imread(res["figures"][0])
+    assert img.ndim == 3 and img[..., :3].std() > 0.01
