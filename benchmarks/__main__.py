@@ -38,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         for row in module.run(quick=args.quick):
             rows.append({"module": name, **row})
             ok = "ok " if row["ratio"] <= row["target"] else "MISS"
+            unit = row.get("unit", "ms")
+            scale = 1e3 if unit == "ms" else 1.0
             print(
-                f"  [{ok}] {row['name']}: {row['ours_s'] * 1e3:.2f} ms vs {row['baseline']} "
-                f"{row['baseline_s'] * 1e3:.2f} ms -> ratio {row['ratio']:.2f} "
-                f"(target <= {row['target']})",
+                f"  [{ok}] {row['name']}: {row['ours_s'] * scale:.3g} {unit} vs {row['baseline']} "
+                f"{row['baseline_s'] * scale:.3g} {unit} -> ratio {row['ratio']:.3f} "
+                f"(target <= {row['target']:.3g})",
                 flush=True,
             )
     out = Path(args.out)
