@@ -124,6 +124,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _epoch_rows(x: torch.Tensor, repeat: int) -> list[dict]:
+    """One epoch of ``SVI.fit`` against one epoch of the raw loop, interleaved."""
     torch.manual_seed(0)
     ours_vae = VAE(DIM, LATENT, (HIDDEN,), "bernoulli")
     ours_vae.initialize(x, None, seed=0)
@@ -158,7 +159,11 @@ def _epoch_rows(x: torch.Tensor, repeat: int) -> list[dict]:
     ]
 
 
-def _loglik_rows(x: torch.Tensor, x_test: torch.Tensor, epochs: int, k_eval: int, k_iwae: int):
+def _loglik_rows(
+    x: torch.Tensor, x_test: torch.Tensor, epochs: int, k_eval: int, k_iwae: int
+) -> list[dict]:
+    """Train ours (mean-field), the raw VAE and ours (IWAE-``k_iwae``) from the same weights for
+    ``epochs``, and compare their IWAE-``k_eval`` bounds on the test digits."""
     # ours, trained on the mean-field ELBO; the same seed as the raw VAE gives the same weights
     torch.manual_seed(0)
     ours_vae = VAE(DIM, LATENT, (HIDDEN,), "bernoulli")

@@ -13,7 +13,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-__all__ = ["cluster_means", "image_grid", "membership_bars", "scatter2d"]
+__all__ = ["cluster_means", "density_contours", "image_grid", "membership_bars", "scatter2d"]
 
 
 def _as_numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -280,3 +280,104 @@ def cluster_means(
         titles=[titles[c] for c in order],
         suptitle=suptitle,
     )
+
+
+def density_contours(
+    grid_x: torch.Tensor | np.ndarray,
+    grid_y: torch.Tensor | np.ndarray,
+    log_densities: dict[str, torch.Tensor | np.ndarray],
+    path: str | os.PathLike,
+    *,
+    points: torch.Tensor | np.ndarray | None = None,
+    levels: int = 12,
+    floor: float = 8.0,
+    suptitle: str | None = None,
+) -> Path:
+    """Side-by-side filled contours of 2-D log-densities on a grid, on one shared colour scale.
+
+    Parameters
+    ----------
+    grid_x : array of shape (G1,)
+        Increasing x-coordinates of the grid columns.
+    grid_y : array of shape (G2,)
+        Increasing y-coordinates of the grid rows.
+    log_densities : dict of str to array of shape (G2, G1)
+        One panel per entry, titled by its key: log p at (grid_x[j], grid_y[i]) in entry
+        ``[i, j]`` (the layout of ``numpy.meshgrid(grid_x, grid_y)``). ``-inf`` is allowed.
+    path : path-like
+        Where the PNG goes.
+    points : array of shape (N, 2), optional
+        Data drawn as faint dots on every panel.
+    levels : int
+        Contour levels.
+    floor : float
+        Nats below the highest value, over all panels, where the colour scale stops; lower
+        values are drawn in the lowest colour. A density's far tails would otherwise take up
+        the whole scale.
+    suptitle : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If the grid is not two increasing 1-D arrays, a panel's shape does not match it, a panel
+        holds NaN or +inf, there are no panels, ``points`` is not (N, 2), ``levels < 2`` or
+        ``floor <= 0``.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    gx, gy = _as_numpy(grid_x).astype(float), _as_numpy(grid_y).astype(float)
+    for label, g in (("grid_x", gx), ("grid_y", gy)):
+        if g.ndim != 1 or g.shape[0] < 2 or not np.all(np.diff(g) > 0):
+            raise ValueError(f"{label} must be 1-D and strictly increasing with >= 2 points.")
+    if not log_densities:
+        raise ValueError("log_densities is empty; pass at least one {title: grid} panel.")
+    panels = {}
+    for title, values in log_densities.items():
+        v = _as_numpy(values).astype(float)
+        if v.shape != (gy.shape[0], gx.shape[0]):
+            raise ValueError(
+                f"panel {title!r} has shape {v.shape}, but the grid needs (len(grid_y), "
+                f"len(grid_x)) = {(gy.shape[0], gx.shape[0])}."
+            )
+        if np.isnan(v).any() or np.isposinf(v).any():
+            raise ValueError(f"panel {title!r} holds NaN or +inf; log-densities must be < inf.")
+        panels[title] = v
+    pts = None
+    if points is not None:
+        pts = _as_numpy(points)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"points must have shape (N, 2), got {pts.shape}.")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an int >= 2, got {levels!r}.")
+    if not floor > 0:
+        raise ValueError(f"floor must be positive, got {floor!r}.")
+
+    top = max(float(v.max()) for v in panels.values())
+    if not np.isfinite(top):
+        raise ValueError("every panel is -inf everywhere; there is no density to draw.")
+    bounds = np.linspace(top - floor, top, levels + 1)
+    fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.2 + (0.3 if suptitle else 0.0)))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    filled = None
+    for ax, (title, v) in zip(axes, panels.items(), strict=True):
+        # clip, so that everything below the floor gets the lowest colour rather than a hole
+        clipped = np.clip(v, top - floor, top)
+        filled = ax.contourf(gx, gy, clipped, levels=bounds, cmap="viridis")
+        ax.contour(gx, gy, clipped, levels=bounds[1:-1], colors="white", linewidths=0.4)
+        if pts is not None:
+            ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="black", alpha=0.15, linewidths=0)
+        ax.set_xlim(gx[0], gx[-1])
+        ax.set_ylim(gy[0], gy[-1])
+        ax.set_aspect("equal")
+        ax.set_title(title)
+        ax.set_xlabel("$x_1$")
+    axes[0].set_ylabel("$x_2$")
+    # round ticks: the level boundaries themselves fall on arbitrary values
+    fig.colorbar(filled, ax=list(axes), label="log p(x)", shrink=0.9, ticks=MaxNLocator(nbins=6))
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _save(fig, path)

@@ -183,10 +183,14 @@ class SVI(Engine):
         k = self.num_particles
         if self.objective == "iwae" or (self._fast(lvm) and not enumerated):
             with lvm.scoped():
-                lw = log_weights(
-                    lvm, xb, mb, num_particles=k, validate=False, max_plate_nesting=rank
-                )
-            return self._surrogate(lvm, lw, xb, mb, scale) / num_data
+                if self.objective == "meanfield" and getattr(lvm, "fused_kl", False):
+                    # one encoder pass gives the particles and the closed-form KL
+                    lw = lvm.particle_log_weights(xb, mb, k, with_kl=True)
+                else:
+                    lw = log_weights(
+                        lvm, xb, mb, num_particles=k, validate=False, max_plate_nesting=rank
+                    )
+                return self._surrogate(lvm, lw, xb, mb, scale) / num_data
         elbo_cls = (
             TraceEnum_ELBO
             if enumerated
@@ -209,7 +213,7 @@ class SVI(Engine):
             return scale * per.sum()
         analytic = self.objective == "meanfield" and hasattr(lvm, "analytic_kl")
         if analytic:
-            kl = lvm.analytic_kl(xb, mb)  # (B,)
+            kl = lw.kl if lw.kl is not None else lvm.analytic_kl(xb, mb)  # (B,)
             per = lw.log_lik.mean(0) - kl
         else:
             per = local.mean(0)
@@ -306,10 +310,14 @@ class SVI(Engine):
         per_epoch = math.ceil(n / batch)
         total = steps if steps is not None else epochs * per_epoch
         enumerated = self._enumerated(sites)
-        rank = max(
-            plate_nesting(lvm.trace(x[:batch], None if mask is None else mask[:batch])),
-            plate_nesting(lvm.trace(x[:batch], None if mask is None else mask[:batch], "guide")),
-        )
+        if self._fast(lvm) and not enumerated:
+            rank = 1  # the model's own tensor path needs no plate bookkeeping
+        else:
+            mb0 = None if mask is None else mask[:batch]
+            rank = max(
+                plate_nesting(lvm.trace(x[:batch], mb0)),
+                plate_nesting(lvm.trace(x[:batch], mb0, "guide")),
+            )
         t0 = time.perf_counter()
         with seeded(seed):
             state = None
@@ -345,7 +353,11 @@ class SVI(Engine):
                 val_history = list(state["validation"])
                 best = (state["best_value"], state["best_state"])
                 stale = state["stale"]
+            # a snapshot every `snapshot_every` steps, not every step: copying every parameter
+            # each step costs a few percent of a VAE step, for a rare event
+            snapshot_every = 50
             last_good = [p.detach().clone() for p in params]
+            good_step = step
             bar = tqdm(
                 total=total,
                 initial=step,
@@ -371,13 +383,15 @@ class SVI(Engine):
                                 p.copy_(good)
                         raise FloatingPointError(
                             f"SVI.fit: the {self.objective} objective was {value} at step "
-                            f"{step}; the parameters of step {step - 1} were restored. Lower "
-                            "lr, or check the data scale."
+                            f"{step}; the parameters of step {good_step}, the last finite "
+                            "snapshot, were restored. Lower lr, or check the data scale."
                         )
                     (-obj).backward()
-                    with torch.no_grad():
-                        for p, good in zip(params, last_good, strict=True):
-                            good.copy_(p)
+                    if step % snapshot_every == 0 and step != good_step:
+                        with torch.no_grad():
+                            for p, good in zip(params, last_good, strict=True):
+                                good.copy_(p)
+                        good_step = step
                     optim.step()
                     history.append(value)
                     step += 1

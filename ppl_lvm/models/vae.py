@@ -50,8 +50,16 @@ def _normal_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) ->
     return -0.5 * (((z - loc) / scale).pow(2) + 2 * scale.log() + _LOG_2PI).sum(-1)
 
 
+def _gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """KL(N(loc, diag scale²) ‖ N(0, I)) over the last dim."""
+    return 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(-1)
+
+
 class _AmortizedGaussianLVM(LatentVariableModel):
     """Shared machinery: standard-normal prior, Gaussian encoder, masked likelihood."""
+
+    #: particle_log_weights can return the closed-form KL from its own encoder pass.
+    fused_kl = True
 
     static_structure = True
     latent_site = "z"
@@ -117,6 +125,7 @@ class _AmortizedGaussianLVM(LatentVariableModel):
         mask: torch.Tensor | None,
         num_particles: int,
         z: torch.Tensor | None = None,
+        with_kl: bool = False,
     ) -> LogWeights:
         """log p(x_n, z) and log q(z | x_n) for K reparameterised particles.
 
@@ -128,6 +137,8 @@ class _AmortizedGaussianLVM(LatentVariableModel):
             K.
         z : torch.Tensor of shape (K, N, L), optional
             Score these particles instead of drawing new ones.
+        with_kl : bool
+            Also return the closed-form KL from the same encoder pass (for the mean-field ELBO).
 
         Returns
         -------
@@ -138,11 +149,15 @@ class _AmortizedGaussianLVM(LatentVariableModel):
         if z is None:
             eps = torch.randn((num_particles, *loc.shape), dtype=loc.dtype, device=loc.device)
             z = loc + scale * eps  # (K, N, L)
-        log_q = _normal_log_prob(z, loc, scale)
         log_lik = self._log_lik(z, x, mask)
+        # with the KL in closed form the objective needs only log_lik and kl; log p and log q
+        # are then kept for inspection, outside the autograd graph
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not with_kl):
+            log_q = _normal_log_prob(z, loc, scale)
+            log_p = _std_normal_log_prob(z) + log_lik
         zeros = x.new_zeros(z.shape[0])
         return LogWeights(
-            log_p=_std_normal_log_prob(z) + log_lik,
+            log_p=log_p,
             log_q=log_q,
             global_log_p=zeros,
             global_log_q=zeros,
@@ -150,12 +165,12 @@ class _AmortizedGaussianLVM(LatentVariableModel):
             local_sites=(self.latent_site,),
             log_lik=log_lik,
             log_q_score=None,
+            kl=_gaussian_kl(loc, scale) if with_kl else None,
         )
 
     def analytic_kl(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z | x_n) ‖ N(0, I)) in closed form, shape (N,)."""
-        loc, scale = self.encode(x, mask)
-        return 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(-1)
+        return _gaussian_kl(*self.encode(x, mask))
 
 
 class VAE(_AmortizedGaussianLVM):
