@@ -130,5 +130,6 @@ def run(quick: bool = False) -> list[dict]:
             "baseline_s": 2.0,
             "ratio": peak / 2.0,
             "target": 1.0,
+            "unit": "GiB",
         },
     ]
