@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
-from types import ModuleType
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from _helpers import load_example as _load
 
 from ppl_lvm import plots
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str) -> ModuleType:
-    """Import examples/<name>.py by path: examples/ is a folder of scripts, not a package."""
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(name: str, out: Path) -> dict:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
-from types import ModuleType
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from _helpers import load_example as _load
 
 
 @pytest.fixture(autouse=True)
@@ -23,14 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def _load(name: str) -> ModuleType:
-    """Import examples/<name>.py by path: examples/ is a folder of scripts, not a package."""
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_binary_features(tmp_path):

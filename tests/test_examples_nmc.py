@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import matplotlib.image as mpimg
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "naive_monte_carlo.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("naive_monte_carlo", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _helpers import load_example
 
 
 def test_naive_monte_carlo_quick(tmp_path):
     """Mixture estimates agree with enumeration within their errors; L=16 has an exact value,
     L=30 is refused with its 2^30 count; the figure is drawn."""
-    res = _load().main(["--quick", "--out", str(tmp_path), "--seed", "0"])
+    res = load_example("naive_monte_carlo").main(["--quick", "--out", str(tmp_path), "--seed", "0"])
     exact = res["mixture"]["exact"]
     for prop, rows in res["mixture"]["estimates"].items():
         est, se = rows[-1]  # the largest K

@@ -366,6 +366,12 @@ class SVI(Engine):
                 leave=False,
             )
             stopped_early = False
+
+            def save() -> None:  # reads the loop's current state when called
+                self._save(
+                    checkpoint, lvm, optim, gen, step, history, perm, pos, val_history, best, stale
+                )
+
             try:
                 while step < total:
                     if pos >= n:
@@ -410,42 +416,16 @@ class SVI(Engine):
                             stopped_early = True
                             break
                     if checkpoint is not None and step % checkpoint_every == 0:
-                        self._save(
-                            checkpoint,
-                            lvm,
-                            optim,
-                            gen,
-                            step,
-                            history,
-                            perm,
-                            pos,
-                            val_history,
-                            best,
-                            stale,
-                        )
+                        save()
             except KeyboardInterrupt:
                 # an interrupted run keeps its progress: resume=checkpoint continues it exactly
                 if checkpoint is not None:
-                    self._save(
-                        checkpoint,
-                        lvm,
-                        optim,
-                        gen,
-                        step,
-                        history,
-                        perm,
-                        pos,
-                        val_history,
-                        best,
-                        stale,
-                    )
+                    save()
                 raise
             finally:
                 bar.close()
             if checkpoint is not None:
-                self._save(
-                    checkpoint, lvm, optim, gen, step, history, perm, pos, val_history, best, stale
-                )
+                save()
             if stopped_early and best[1] is not None:
                 lvm.load_state_dict(best[1])
         return FitResult(
