@@ -34,8 +34,6 @@ class LogWeights:
         The part of ``log_q`` from local guide sites that cannot be reparameterised (discrete
         ones); gradient estimators add a score-function term for it. None when every site is
         reparameterised.
-    kl : torch.Tensor of shape (N,) or None
-        KL(q(z | x_n) ‖ p(z)) in closed form, when the model computed it in the same pass.
     """
 
     log_p: torch.Tensor
@@ -46,7 +44,6 @@ class LogWeights:
     local_sites: tuple[str, ...]
     log_lik: torch.Tensor | None = None
     log_q_score: torch.Tensor | None = None
-    kl: torch.Tensor | None = None
 
     @property
     def local(self) -> torch.Tensor:
