@@ -5,12 +5,14 @@ inference behind one model/guide contract.
 """
 
 from . import datasets, diagnostics, inference, models, plots
+from .completion import Completion, complete
 from .inference import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
 from .models import LatentVariableModel, from_functions
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Completion",
     "Engine",
     "Evidence",
     "FitResult",
@@ -18,6 +20,7 @@ __all__ = [
     "Posterior",
     "UnsupportedModelError",
     "__version__",
+    "complete",
     "datasets",
     "diagnostics",
     "from_functions",

@@ -380,7 +380,6 @@ EM_CASES = [
     (kind, masked)
     for kind in ("diag", "full", "spherical", "bernoulli", "categorical")
     for masked in (False, True)
-    if not (kind == "full" and masked)  # refused, see test_em_full_with_missing_entries_is_refused
 ]
 
 
@@ -405,14 +404,6 @@ def test_em_history_never_decreases(kind, masked):
     h = fit.history
     assert len(h) > 5
     assert torch.all(h[1:] - h[:-1] >= -1e-9 * h.abs()[1:].clamp(min=1)), h
-
-
-def test_em_full_with_missing_entries_is_refused():
-    """EM for full covariance with missing entries names the alternatives."""
-    x = torch.randn(20, 3)
-    mask = torch.rand(20, 3) > 0.3
-    with pytest.raises(ValueError, match="covariance='diag'.*method='gradient'"):
-        Enumeration().fit(models.GaussianMixture(2, 3, "full").double(), x, mask, method="em")
 
 
 def test_convergence_warning_and_restarts(digits):

@@ -101,7 +101,8 @@ def _honours_mask(site: dict) -> bool:
         return True
     fn = site["fn"]
     while fn is not None:
-        if type(fn).__name__ == "MaskedDistribution":
+        # a distribution that scores observed entries only declares it with `handles_mask`
+        if type(fn).__name__ == "MaskedDistribution" or getattr(fn, "handles_mask", False):
             return True
         fn = getattr(fn, "base_dist", None)
     return False

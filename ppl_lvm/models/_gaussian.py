@@ -7,7 +7,7 @@ import math
 import torch
 from torch.distributions import MultivariateNormal
 
-__all__ = ["masked_mvn_log_prob"]
+__all__ = ["masked_gaussian_conditional", "masked_mvn_log_prob"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -59,3 +59,49 @@ def masked_mvn_log_prob(
     diff = (x - loc) * m
     lp = MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov).log_prob(diff)
     return lp + 0.5 * (1 - m).sum(-1) * _LOG_2PI
+
+
+def masked_gaussian_conditional(
+    x: torch.Tensor, mask: torch.Tensor, loc: torch.Tensor, cov: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian of the missing coordinates given the observed ones, for every datum.
+
+    For x ~ N(μ, Σ) split into observed o and missing m, x_m | x_o is Gaussian with mean
+    μ_m + Σ_mo Σ_oo⁻¹ (x_o - μ_o) and covariance Σ_mm - Σ_mo Σ_oo⁻¹ Σ_om. Each datum has its own
+    split; as in :func:`masked_mvn_log_prob`, the observed block is embedded in a D×D matrix
+    A = M Σ M + (I - M), whose inverse holds Σ_oo⁻¹ in the observed block and zeros across, so
+    one batched Cholesky factorisation serves every pattern.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (..., D)
+        Values; missing entries are never read.
+    mask : torch.Tensor of shape (..., D), bool
+        True where observed.
+    loc : torch.Tensor of shape (..., D)
+    cov : torch.Tensor of shape (..., D, D)
+
+    Returns
+    -------
+    mean : torch.Tensor of shape (..., D)
+        E[x | x_o]: the observed values where observed, the conditional mean elsewhere.
+    cond_cov : torch.Tensor of shape (..., D, D)
+        Cov[x | x_o]: the conditional covariance of the missing block, zero in every row and
+        column of an observed coordinate.
+    """
+    m = mask.to(cov.dtype)
+    shape = torch.broadcast_shapes(x.shape, loc.shape, m.shape, cov.shape[:-1])
+    m = m.expand(shape)
+    cov = cov.expand(*shape, shape[-1])
+    u = 1 - m
+    eye = torch.eye(shape[-1], dtype=cov.dtype, device=cov.device)
+    a = cov * (m.unsqueeze(-1) * m.unsqueeze(-2)) + eye * u.unsqueeze(-1)
+    chol = torch.linalg.cholesky(a)
+    diff = torch.where(mask, x - loc, torch.zeros((), dtype=cov.dtype, device=cov.device))
+    y = torch.cholesky_solve(diff.expand(shape).unsqueeze(-1), chol) * m.unsqueeze(-1)
+    mean = loc + (cov @ y).squeeze(-1)
+    mean = torch.where(mask, x, mean)
+    # Σ - Σ P Σ with P = M A⁻¹ M
+    ps = torch.cholesky_solve(m.unsqueeze(-1) * cov, chol) * m.unsqueeze(-1)
+    cond = (cov - cov @ ps) * (u.unsqueeze(-1) * u.unsqueeze(-2))
+    return mean, 0.5 * (cond + cond.transpose(-1, -2))

@@ -224,6 +224,10 @@ class BinaryLatentFactors(LatentVariableModel):
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
             pyro.sample(self.latent_site, dist.Bernoulli(logits=logits).to_event(1))
 
+    def observation(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z) = Bernoulli(σ(W z + b)): batch shape z.shape[:-1], event shape (D,)."""
+        return dist.Bernoulli(logits=z @ self.W.T + self.b).to_event(1)
+
     # -- direct tensor paths ---------------------------------------------------------------------
     def _log_lik(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """log p(x_n | z) over observed entries: z (..., N, L) -> (..., N)."""

@@ -263,6 +263,10 @@ class LinearGaussian(LatentVariableModel):
             lik = lik.mask(mask)
         return lik.to_event(1)
 
+    def observation(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z) = N(W z + b, σ² I): batch shape z.shape[:-1], event shape (D,)."""
+        return self._likelihood(z, None)
+
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """z_n ~ N(0, I_L); x_n | z_n ~ N(W z_n + b, σ² I) over the observed entries.
 

@@ -26,7 +26,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroParam
 from torch.distributions import transform_to
 
-from ._gaussian import masked_mvn_log_prob
+from ._gaussian import masked_gaussian_conditional, masked_mvn_log_prob
 from .base import DATA_PLATE, LatentVariableModel
 
 __all__ = ["BernoulliMixture", "CategoricalMixture", "GaussianMixture", "MixtureModel"]
@@ -473,7 +473,7 @@ class GaussianMixture(MixtureModel):
         self, x: torch.Tensor, mask: torch.Tensor | None, resp: torch.Tensor, stats: Any = None
     ) -> None:
         """Closed-form M-step. Missing entries contribute their expectations under the
-        current parameters (exact EM for diag and spherical; full needs complete data)."""
+        current parameters, so this is exact EM with missing data for every covariance type."""
         with torch.no_grad():
             nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # (K,)
             self._set_weights(nk / nk.sum())
@@ -503,15 +503,31 @@ class GaussianMixture(MixtureModel):
                 self._assign("scales", var.sqrt())
 
     def _m_step_full(self, x, mask, resp, nk) -> None:
-        if mask is not None and not bool(mask.all()):
-            raise ValueError(
-                "EM for covariance='full' needs complete data; use covariance='diag', or fit "
-                "with method='gradient', which handles missing entries exactly."
-            )
-        mu = (resp.T @ x) / nk.unsqueeze(-1)  # (K, D)
-        diff = x.unsqueeze(0) - mu.unsqueeze(1)  # (K, N, D)
-        cov = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk.view(-1, 1, 1)
-        cov = cov + self.reg_covar * torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        if mask is None or bool(mask.all()):
+            mu = (resp.T @ x) / nk.unsqueeze(-1)  # (K, D)
+            diff = x.unsqueeze(0) - mu.unsqueeze(1)  # (K, N, D)
+            cov = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk.view(-1, 1, 1)
+        else:
+            # exact EM with missing entries (Ghahramani & Jordan 1994): each datum's missing
+            # block enters through its conditional mean and covariance under the current Σ_k
+            old_mu, old_cov = self.locs.detach(), self.covariances_
+            k, d = self.n_components, self.dim
+            s1 = x.new_zeros(k, d)
+            s2 = x.new_zeros(k, d, d)
+            chunk = max(1, 2**22 // (k * d * d))
+            for start in range(0, x.shape[0], chunk):
+                sl = slice(start, start + chunk)
+                mean, cond = masked_gaussian_conditional(
+                    x[sl].unsqueeze(1), mask[sl].unsqueeze(1), old_mu, old_cov
+                )  # (n, K, D), (n, K, D, D)
+                r = resp[sl]
+                s1 += torch.einsum("nk,nkd->kd", r, mean)
+                s2 += torch.einsum("nk,nki,nkj->kij", r, mean, mean)
+                s2 += torch.einsum("nk,nkij->kij", r, cond)
+            mu = s1 / nk.unsqueeze(-1)
+            cov = s2 / nk.view(-1, 1, 1) - mu.unsqueeze(-1) * mu.unsqueeze(-2)
+        cov = 0.5 * (cov + cov.transpose(-1, -2)) + self.reg_covar * eye
         self._assign("locs", mu)
         self._assign("scale_tril", torch.linalg.cholesky(cov))
 
@@ -544,6 +560,8 @@ class _MaskedMultivariateNormal(dist.TorchDistribution):
 
     arg_constraints: ClassVar[dict] = {}
     support = constraints.independent(constraints.real, 1)
+    #: scores each datum's observed coordinates only, so the mask check accepts it
+    handles_mask = True
 
     def __init__(self, loc: torch.Tensor, scale_tril: torch.Tensor, mask: torch.Tensor):
         self.loc, self.scale_tril, self.obs_mask = loc, scale_tril, mask
