@@ -5,6 +5,7 @@ inference behind one model/guide contract.
 """
 
 from . import datasets, diagnostics, inference, models, plots
+from .comparison import Comparison, compare
 from .completion import Completion, complete
 from .inference import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
 from .models import LatentVariableModel, from_functions
@@ -12,6 +13,7 @@ from .models import LatentVariableModel, from_functions
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "Completion",
     "Engine",
     "Evidence",
@@ -20,6 +22,7 @@ __all__ = [
     "Posterior",
     "UnsupportedModelError",
     "__version__",
+    "compare",
     "complete",
     "datasets",
     "diagnostics",

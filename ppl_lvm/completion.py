@@ -20,7 +20,7 @@ import torch
 from ._typing import ModelLike
 from ._utils import check_data, seeded
 from .inference.base import UnsupportedModelError
-from .models._gaussian import masked_gaussian_conditional
+from .models._gaussian import conditionals_by_pattern
 from .models.base import as_model
 from .models.linear import LinearGaussian
 from .models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
@@ -149,21 +149,10 @@ def _keep_observed(values: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) ->
     return torch.where(mask, x, values)
 
 
-def _gaussian_draws(mean, cond, mask, num_samples: int) -> torch.Tensor:
-    """S draws from N(mean, cond) where cond is zero on observed rows/columns: (S, ..., D)."""
-    m = mask.to(cond.dtype).expand(mean.shape)
-    # unit variance on observed coordinates makes the factor exist; their noise is then dropped
-    chol = torch.linalg.cholesky(cond + torch.diag_embed(m))
-    eps = torch.randn((num_samples, *mean.shape), dtype=mean.dtype, device=mean.device)
-    return mean + (chol @ eps.unsqueeze(-1)).squeeze(-1) * (1 - m)
-
-
 def _mixture(lvm: MixtureModel, x, mask, num_samples: int):
     """Exact: z_s ~ p(z | x_o) by enumeration, then x_m | z_s, x_o in closed form."""
     post = torch.softmax(lvm.enumerate_log_joint(x, mask), -1)  # (N, K)
     z = torch.multinomial(post, num_samples, replacement=True).T  # (S, N)
-    n, k = post.shape
-    s_idx = torch.arange(n, device=x.device)
     if isinstance(lvm, CategoricalMixture):
         probs = lvm.probs_  # (K, D, C)
         draws = torch.distributions.Categorical(probs=probs[z]).sample().to(x.dtype)  # (S, N, D)
@@ -186,38 +175,41 @@ def _mixture(lvm: MixtureModel, x, mask, num_samples: int):
         loc_s, sd_s = locs[z], var.sqrt()[z]  # (S, N, D)
         samples = _keep_observed(loc_s + sd_s * torch.randn_like(loc_s), x, mask)
         return samples, _keep_observed(loc_s, x, mask), _keep_observed(post @ locs, x, mask)
-    cov = lvm.covariances_
-    d = x.shape[-1]
-    samples, sample_means, mean = [], [], []
-    chunk = max(1, 2**22 // (k * d * d))
-    for start in range(0, n, chunk):
-        sl = slice(start, start + chunk)
-        cmean, ccov = masked_gaussian_conditional(
-            x[sl].unsqueeze(1), mask[sl].unsqueeze(1), locs, cov
-        )  # (c, K, D), (c, K, D, D)
-        rows = s_idx[sl] - start
-        zc = z[:, sl]  # (S, c)
-        sel_mean = cmean[rows, zc]  # (S, c, D)
-        sel_cov = ccov[rows, zc]  # (S, c, D, D)
-        draws = _gaussian_draws(sel_mean, sel_cov, mask[sl], 1)[0]
-        samples.append(draws)
-        sample_means.append(sel_mean)
-        mean.append(torch.einsum("nk,nkd->nd", post[sl], cmean))
-    return torch.cat(samples, 1), torch.cat(sample_means, 1), torch.cat(mean, 0)
+    return _gaussian_by_pattern(x, mask, locs, lvm.covariances_, num_samples, post, z)
 
 
 def _linear(lvm: LinearGaussian, x, mask, num_samples: int):
     """Exact: x ~ N(b, W Wᵀ + σ² I), so x_m | x_o is Gaussian."""
-    loc, cov = lvm.mean_, lvm.covariance_
-    d = x.shape[-1]
-    samples, mean = [], []
-    for start in range(0, x.shape[0], max(1, 2**22 // (d * d))):
-        sl = slice(start, start + max(1, 2**22 // (d * d)))
-        cmean, ccov = masked_gaussian_conditional(x[sl], mask[sl], loc, cov)
-        samples.append(_gaussian_draws(cmean, ccov, mask[sl], num_samples))
-        mean.append(cmean)
-    mean_t = torch.cat(mean, 0)
-    return torch.cat(samples, 1), mean_t.expand(num_samples, *mean_t.shape), mean_t
+    return _gaussian_by_pattern(x, mask, lvm.mean_, lvm.covariance_, num_samples)
+
+
+def _gaussian_by_pattern(x, mask, loc, cov, num_samples: int, post=None, z=None):
+    """Completions from one Gaussian (loc (D,), cov (D, D)) or a mixture of K of them
+    (loc (K, D), cov (K, D, D), posterior ``post`` (N, K) and drawn components ``z`` (S, N)),
+    factorising each missingness pattern's conditional once."""
+    n, d = x.shape
+    samples = x.new_empty(num_samples, n, d)
+    sample_means = x.new_empty(num_samples, n, d)
+    mean = x.new_empty(n, d)
+    for rows, pattern, cmean, ccov in conditionals_by_pattern(x, mask, loc, cov):
+        # unit variance on observed coordinates makes the factor exist; their noise is dropped
+        chol = torch.linalg.cholesky(ccov + torch.diag(pattern.to(ccov.dtype)))
+        eps = torch.randn(num_samples, len(rows), d, dtype=x.dtype, device=x.device)
+        if post is None:
+            sel_mean = cmean.expand(num_samples, *cmean.shape)  # (S, n, D)
+            noise = eps @ chol.T
+            mean[rows] = cmean
+        else:
+            zr = z[:, rows]  # (S, n)
+            sel_mean = cmean[torch.arange(len(rows), device=x.device), zr]  # (S, n, D)
+            noise = torch.zeros_like(eps)
+            for k in range(chol.shape[0]):  # per component: never an (S, n, D, D) gather
+                drawn = zr == k
+                noise[drawn] = eps[drawn] @ chol[k].T
+            mean[rows] = torch.einsum("nk,nkd->nd", post[rows], cmean)
+        sample_means[:, rows] = sel_mean
+        samples[:, rows] = sel_mean + noise * (~pattern).to(x.dtype)
+    return samples, sample_means, mean
 
 
 def _resample(lvm, x, mask, num_samples: int, num_particles: int):

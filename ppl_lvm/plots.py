@@ -13,7 +13,14 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-__all__ = ["cluster_means", "density_contours", "image_grid", "membership_bars", "scatter2d"]
+__all__ = [
+    "cluster_means",
+    "density_contours",
+    "elpd_curve",
+    "image_grid",
+    "membership_bars",
+    "scatter2d",
+]
 
 
 def _as_numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -380,4 +387,64 @@ def density_contours(
     fig.colorbar(filled, ax=list(axes), label="log p(x)", shrink=0.9, ticks=MaxNLocator(nbins=6))
     if suptitle:
         fig.suptitle(suptitle)
+    return _save(fig, path)
+
+
+def elpd_curve(
+    ks: Sequence[int] | np.ndarray,
+    elpd: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray,
+    path: str | os.PathLike,
+    *,
+    waic: Sequence[float] | np.ndarray | None = None,
+    waic_se: Sequence[float] | np.ndarray | None = None,
+    title: str = "Choosing the number of components",
+) -> Path:
+    """Expected log predictive density against the number of components K.
+
+    Parameters
+    ----------
+    ks : array of shape (M,)
+        The numbers of components.
+    elpd : array of shape (M,)
+        PSIS-LOO elpd of each K (higher is better).
+    se : array of shape (M,)
+        Its standard error; drawn as ± one se.
+    path : path-like
+        Where the PNG goes.
+    waic, waic_se : arrays of shape (M,), optional
+        WAIC's elpd and standard error, drawn beside LOO.
+    title : str
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    ks, elpd, se = (np.asarray(a, dtype=float) for a in (ks, elpd, se))
+    if not ks.shape == elpd.shape == se.shape or ks.ndim != 1 or ks.size == 0:
+        raise ValueError(
+            f"ks, elpd and se must be 1-D of one length, got shapes {ks.shape}, {elpd.shape}, "
+            f"{se.shape}."
+        )
+    fig = Figure(figsize=(4.8, 3.4))
+    ax = fig.subplots()
+    ax.errorbar(ks, elpd, yerr=se, marker="o", capsize=3, label="PSIS-LOO ± se")
+    if waic is not None:
+        waic = np.asarray(waic, dtype=float)
+        yerr = None if waic_se is None else np.asarray(waic_se, dtype=float)
+        # a small offset keeps the two error bars apart where they overlap
+        ax.errorbar(ks + 0.08, waic, yerr=yerr, marker="s", capsize=3, alpha=0.7, label="WAIC")
+    best = int(np.argmax(elpd))
+    ax.axvline(ks[best], color="grey", linestyle=":", linewidth=1)
+    ax.annotate(
+        f"best K = {ks[best]:g}",
+        (ks[best], elpd[best]),
+        xytext=(6, -14),
+        textcoords="offset points",
+    )
+    ax.set_xticks(ks)
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel("elpd (higher is better)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)

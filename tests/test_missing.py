@@ -76,13 +76,18 @@ def _reference_full_em_step(x, mask, resp, mu, cov, reg):
     return new_mu, new_cov + reg * np.eye(d)
 
 
-def test_full_covariance_em_step_with_missing_entries_matches_a_reference():
+@pytest.mark.parametrize("patterns", ["per datum", "shared"])
+def test_full_covariance_em_step_with_missing_entries_matches_a_reference(patterns):
     """The full-covariance M-step with missing entries equals a per-datum numpy reference
-    (Ghahramani & Jordan's expected sufficient statistics), to 1e-9."""
+    (Ghahramani & Jordan's expected sufficient statistics), to 1e-9, both when every datum has
+    its own pattern and when a few patterns repeat (the grouped path)."""
     g = torch.Generator().manual_seed(1)
     n, d, k = 40, 4, 3
     x = torch.randn(n, d, generator=g) + 2 * (torch.rand(n, 1, generator=g) > 0.5)
     mask = torch.rand(n, d, generator=g) > 0.35
+    if patterns == "shared":
+        mask = mask[torch.arange(n) % 3]  # three patterns, one of them complete
+        mask[::3] = True
     mask[:, 0] |= ~mask.any(1)  # every datum sees at least one entry
     gmm = models.GaussianMixture(k, d, "full", reg_covar=1e-6)
     covs = torch.stack([_spd(d, g) for _ in range(k)])
@@ -404,3 +409,21 @@ def test_linear_gaussian_trains_with_half_the_entries_missing():
     )
     err = (ppca.covariance_ - truth.covariance_).abs().max() / truth.covariance_.abs().max()
     assert err < 0.15, err
+
+
+def test_full_covariance_log_prob_grouped_by_pattern_equals_per_datum():
+    """Scoring observed blocks pattern by pattern equals the per-datum embedding."""
+    from ppl_lvm.models._gaussian import masked_mvn_log_prob
+    from ppl_lvm.models.mixture import _full_log_prob
+
+    g = torch.Generator().manual_seed(12)
+    k, d, n = 3, 5, 40
+    cov = torch.stack([_spd(d, g) for _ in range(k)])
+    loc = torch.randn(k, d, generator=g)
+    x = torch.randn(n, d, generator=g)
+    mask = (torch.rand(n, d, generator=g) > 0.5)[torch.arange(n) % 3]  # three patterns
+    mask[0] = False  # and a datum with nothing observed
+    got = _full_log_prob(x, mask, loc, torch.linalg.cholesky(cov))
+    want = masked_mvn_log_prob(x.unsqueeze(-2), mask.unsqueeze(-2), loc, cov)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert bool((got[0] == 0).all())

@@ -295,7 +295,10 @@ class Enumeration(Engine):
         -------
         Posterior
             ``probs[site]`` of shape (N, num_states) for each site with a finite scalar support,
-            and ``samples[site]`` of shape (S, N, ...).
+            ``samples[site]`` of shape (S, N, ...), and ``log_lik`` (S, N): the exact log p(x_n)
+            in every row, since every latent is summed out and the parameters are fixed. With
+            one latent site, ``log_q`` (S, N) is the exact log p(z_n | x_n) of each draw and
+            ``log_p = log_q + log_lik`` its log p(x_n, z_n); with several they are None.
         """
         if temperature not in (0, 1):
             raise ValueError(f"temperature must be 0 (MAP) or 1 (sampling), got {temperature!r}.")
@@ -306,11 +309,14 @@ class Enumeration(Engine):
         with torch.no_grad(), seeded(seed):
             if self._fast(lvm):
                 with lvm.scoped():
-                    probs = torch.softmax(lvm.enumerate_log_joint(x, mask), -1)  # (N, K)
+                    log_joint = lvm.enumerate_log_joint(x, mask)  # (N, K)
+                log_px = torch.logsumexp(log_joint, -1)  # (N,)
+                probs = torch.softmax(log_joint, -1)
                 if temperature == 0:
                     z = probs.argmax(-1).expand(num_samples, -1)
                 else:
                     z = torch.distributions.Categorical(probs=probs).sample((num_samples,))
+                log_p = log_joint.T.gather(0, z)  # (S, N): log p(x_n, z_sn)
                 return Posterior(
                     engine=self.name,
                     samples={lvm.label_site: z},
@@ -318,6 +324,9 @@ class Enumeration(Engine):
                     mask=mask,
                     probs={lvm.label_site: probs},
                     local_sites=local,
+                    log_lik=log_px.expand(num_samples, -1),
+                    log_p=log_p,
+                    log_q=log_p - log_px,
                 )
             single = x.shape[0] == 1
             if single:  # see _log_marginal: a data plate of size 1 is packed away
@@ -326,8 +335,16 @@ class Enumeration(Engine):
             marginals = _site_marginals(tr, x.shape[0])
             probs = {k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape}
             joint_sites = [k for k, (_, site) in marginals.items() if site["fn"].event_shape]
+            log_px = self._log_marginal(lvm, x, mask)  # (N,)
+            log_q = None
             if not joint_sites:
                 samples = self._draws(lvm, x, mask, num_samples, temperature)
+                (name, (p, site)), *others = marginals.items()
+                if not others and samples[name].shape == (num_samples, x.shape[0]):
+                    # one scalar site per datum: its marginal is the joint posterior
+                    states = self._state_values(site)  # (num_states,)
+                    idx = (samples[name].unsqueeze(-1) == states).to(p.dtype).argmax(-1)
+                    log_q = p.log().T.gather(0, idx)  # (S, N)
             elif len(marginals) == 1:
                 # one vector-valued site: draw its joint state index from the exact marginal
                 p, site = marginals[joint_sites[0]]
@@ -336,17 +353,21 @@ class Enumeration(Engine):
                 else:
                     idx = torch.distributions.Categorical(probs=p).sample((num_samples,))
                 samples = {joint_sites[0]: self._state_values(site)[idx]}  # (S, N, *event)
+                log_q = p.log().T.gather(0, idx)  # (S, N)
             else:
                 raise UnsupportedModelError(
                     f"joint posterior draws of several discrete sites, some with event dims "
                     f"({joint_sites}), are not supported; Enumeration().log_evidence still "
                     "works, and ImportanceSampling gives weighted draws."
                 )
+        log_lik = log_px.expand(num_samples, -1)  # (S, N)
         if single:
             x = x[:1]
             mask = None if mask is None else mask[:1]
             probs = {k: v[:1] for k, v in probs.items()}
             samples = {k: v[:, :1] for k, v in samples.items()}
+            log_lik = log_lik[:, :1]
+            log_q = None if log_q is None else log_q[:, :1]
         return Posterior(
             engine=self.name,
             samples=samples,
@@ -354,6 +375,9 @@ class Enumeration(Engine):
             mask=mask,
             probs=probs,
             local_sites=local,
+            log_lik=log_lik,
+            log_p=None if log_q is None else log_q + log_lik,
+            log_q=log_q,
         )
 
     @staticmethod
@@ -586,3 +610,187 @@ def _site_marginals(tr: poutine.Trace, num_data: int) -> dict[str, tuple[torch.T
         logits = logits.expand(num_data, logits.shape[-1])
         out[name] = (torch.softmax(logits, -1), site)
     return out
+
+
+def _contract_sites(
+    tr: poutine.Trace, names: list[str], sum_dims: set, target: frozenset
+) -> torch.Tensor | None:
+    """log of the product of the named sites' factors, enumerated dims summed out, contracted
+    to the plates of ``target`` and unpacked (None when ``names`` is empty)."""
+    if not names:
+        return None
+    factors: OrderedDict = OrderedDict()
+    for name in names:
+        site = tr.nodes[name]
+        ordinal = frozenset(
+            tr.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized
+        )
+        factors.setdefault(ordinal, []).append(site["packed"]["log_prob"])
+    out = contract_to_tensor(factors, sum_dims, target_ordinal=target)
+    return packed.unpack(out, tr.symbol_to_dim)
+
+
+def _as_particle_data(value: torch.Tensor, rank: int, num_particles: int, num_data: int):
+    """An unpacked (..., S, 1, ..., N) tensor of ``rank`` dims as (S, N)."""
+    value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
+    value = value.reshape(value.shape[0], -1, value.shape[-1])[:, 0]
+    return value.expand(num_particles, num_data)
+
+
+def replayed_posterior(
+    lvm: LatentVariableModel,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    sites: dict[str, SiteInfo],
+    num_samples: int,
+    budget: int = 2**24,
+) -> dict[str, Any]:
+    """Guide draws, with the story's enumerated local sites drawn from their exact conditional
+    and summed out of the scores; the shared path of ``SVI.posterior`` for stories with global
+    latents or enumerated discrete sites (mixtures).
+
+    S draws of the guide (globals, and any local sites it proposes) are made under an outer
+    particle plate; the model is replayed on them with every site it marks for enumeration
+    enumerated in parallel. Contracting the factors gives, per draw and datum, log p(x_n, z_n |
+    θ_s) with the enumerated sites summed out; ``infer_discrete`` draws those sites from their
+    exact conditional given the draw. The data are processed in chunks that share the same
+    global draws.
+
+    Parameters
+    ----------
+    lvm : LatentVariableModel
+    x : torch.Tensor of shape (N, D), masked entries zero-filled
+    mask : torch.Tensor of shape (N, D) or None
+    sites : dict of str to SiteInfo
+        The model's site metadata.
+    num_samples : int
+        S.
+    budget : int
+        Numbers per enumerated tensor (S x states x chunk x D) a chunk may hold.
+
+    Returns
+    -------
+    dict
+        ``samples`` (S, ...) for globals and (S, N, ...) for local sites, ``local_sites``,
+        ``log_lik`` (S, N), and ``log_p``, ``log_q``: (S, N) when every site is local, (S,)
+        (summed over the data, global sites included) otherwise.
+    """
+    from ._weights import PARTICLE_PLATE, _particle_value, _reduce
+
+    s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
+    n, d = x.shape
+    states = 1
+    for info in sites.values():
+        if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
+            states *= info.num_states**info.elements_per_datum
+    chunk = max(1, min(n, budget // max(1, s_draws * d * states)))
+    first_x = x[:chunk]
+    first_m = None if mask is None else mask[:chunk]
+    rank = max(
+        plate_nesting(lvm.trace(first_x, first_m)),
+        plate_nesting(lvm.trace(first_x, first_m, "guide")),
+    )
+    prank = rank + 1  # with the particle dim
+    particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
+    global_guide = None
+    global_log_p = global_log_q = x.new_zeros(s_draws)
+    has_global = any(not info.local for info in sites.values())
+    samples: dict[str, list[torch.Tensor]] = {}
+    log_lik, local_log_p, local_log_q = [], [], []
+    local_sites: list[str] = []
+    for start in range(0, n, chunk):
+        xb = x[start : start + chunk]
+        mb = None if mask is None else mask[start : start + chunk]
+        nb = xb.shape[0]
+        if nb == 1:  # Pyro packs away dims of size 1, the data plate's included: score a copy
+            xb, mb = _twice(xb, mb)
+        guide = lvm.guide if global_guide is None else poutine.replay(lvm.guide, global_guide)
+        with lvm.scoped(), particles:
+            guide_tr = poutine.trace(guide).get_trace(xb, mb)
+        guide_tr.compute_log_prob()
+
+        def replayed(x, mask, guide_tr=guide_tr):
+            with particles:
+                return poutine.replay(lvm.model, trace=guide_tr)(x, mask)
+
+        enumerated = poutine.enum(_enumerable(replayed), first_available_dim=-(prank + 1))
+        with lvm.scoped():
+            model_tr = poutine.trace(enumerated).get_trace(xb, mb)
+        model_tr.compute_log_prob()
+        model_tr.pack_tensors()
+        target = frozenset(
+            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[DATA_PLATE]}
+        )
+        sum_dims = set()
+        local, local_latent = [], []
+        for name, site in sample_sites(model_tr):
+            sym = site["infer"].get("_enumerate_symbol")
+            if sym is not None:
+                sum_dims.add(sym)
+            if any(f.name == DATA_PLATE for f in site["cond_indep_stack"]):
+                local.append(name)
+                if not site["is_observed"]:
+                    local_latent.append(name)
+            elif global_guide is None:
+                global_log_p = global_log_p + _reduce(site, prank, s_draws, xb.shape[0])[0]
+        # a site with a single state leaves no enumerated dim after packing: nothing to draw
+        single_state = [
+            name
+            for name, site in sample_sites(model_tr)
+            if site["infer"].get("_enumerate_symbol") is not None
+            and site["infer"]["_enumerate_symbol"] not in site["packed"]["log_prob"]._pyro_dims
+        ]
+        draws_tr = None
+        if len(single_state) < len(sum_dims):
+            sampler = infer_discrete(_enumerable(replayed), first_available_dim=-(prank + 1))
+            with lvm.scoped():
+                draws_tr = poutine.trace(sampler).get_trace(xb, mb)
+        joint = _contract_sites(model_tr, local, sum_dims, target)
+        prior = _contract_sites(model_tr, local_latent, sum_dims, target)
+        joint = _as_particle_data(joint, prank, s_draws, xb.shape[0])
+        prior = 0.0 if prior is None else _as_particle_data(prior, prank, s_draws, xb.shape[0])
+        log_lik.append((joint - prior)[:, :nb])
+        local_log_p.append(joint[:, :nb])
+        lq = x.new_zeros(s_draws, xb.shape[0])
+        for _, site in sample_sites(guide_tr):
+            if site["is_observed"]:
+                continue
+            part, is_local = _reduce(site, prank, s_draws, xb.shape[0])
+            if is_local:
+                lq = lq + part
+            elif global_guide is None:
+                global_log_q = global_log_q + part
+        local_log_q.append(lq[:, :nb])
+        if global_guide is None:
+            local_sites = local_latent
+            for name, site in sample_sites(model_tr):
+                if not site["is_observed"] and name not in local:
+                    samples[name] = [_particle_value(site, prank, False)]
+        for name in local_latent:
+            if name in single_state:
+                site = model_tr.nodes[name]
+                event = tuple(site["fn"].event_shape)
+                v = site["value"].reshape((-1, *event))[0].expand(s_draws, nb, *event)
+            else:
+                v = _particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
+            samples.setdefault(name, []).append(v)
+            # later chunks replay these global draws, so every datum sees the same θ_s
+            global_guide = poutine.Trace()
+            for name, site in guide_tr.nodes.items():
+                if site["type"] == "sample" and not any(
+                    f.name == DATA_PLATE for f in site["cond_indep_stack"]
+                ):
+                    global_guide.add_node(name, **site)
+    s = num_samples
+    merged = {k: (torch.cat(v, 1) if k in local_sites else v[0])[:s] for k, v in samples.items()}
+    log_p, log_q = torch.cat(local_log_p, 1), torch.cat(local_log_q, 1)
+    if has_global:
+        log_p = global_log_p + log_p.sum(-1)
+        log_q = global_log_q + log_q.sum(-1)
+    return {
+        "samples": merged,
+        "local_sites": tuple(local_sites),
+        "log_lik": torch.cat(log_lik, 1)[:s],
+        "log_p": log_p[:s],
+        "log_q": log_q[:s],
+    }

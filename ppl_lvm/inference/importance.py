@@ -258,7 +258,12 @@ class ImportanceSampling(Engine):
         Returns
         -------
         Posterior
-            ``samples[site]`` of shape (K, N, ...) and ``log_weights`` of shape (K, N).
+            ``samples[site]`` of shape (K, N, ...), ``log_weights`` of shape (K, N), and
+            ``log_p``, ``log_q`` and ``log_lik`` (K, N) with ``log_weights = log_p - log_q``.
+            ``log_lik`` is log p(x_n | z_kn) given each particle, except when every latent site
+            of the story is marked for enumeration (a mixture's label): it is then the exact
+            log p(x_n) from :class:`Enumeration` in every row, the label summed out, or the
+            conditional one where Enumeration refuses the story (too many states).
         """
         if num_samples is not None and num_samples != self.num_particles:
             raise ValueError(
@@ -270,13 +275,31 @@ class ImportanceSampling(Engine):
         with torch.no_grad(), seeded(seed):
             chunks: list[LogWeights] = list(self._weights(lvm, sites, x, mask, validate=True))
         samples = {k: torch.cat([c.samples[k] for c in chunks], 1) for k in chunks[0].samples}
+        log_p = torch.cat([c.log_p for c in chunks], 1)
+        log_q = torch.cat([c.log_q for c in chunks], 1)
+        log_lik = None
+        if all(c.log_lik is not None for c in chunks):
+            log_lik = torch.cat([c.log_lik for c in chunks], 1)
+        latents = [info for info in sites.values() if info.latent]
+        if latents and all(info.enumerate == "parallel" for info in latents):
+            from .enumeration import Enumeration
+
+            try:
+                exact = Enumeration().log_evidence(lvm, x, mask).per_datum  # (N,)
+            except UnsupportedModelError:
+                pass  # too many joint states to sum: keep log p(x_n | z_kn)
+            else:
+                log_lik = exact.to(log_p.dtype).expand(log_p.shape)
         return Posterior(
             engine=self.name,
             samples=samples,
             x=x,
             mask=mask,
-            log_weights=torch.cat([c.local for c in chunks], 1),
+            log_weights=log_p - log_q,
             local_sites=chunks[0].local_sites,
+            log_lik=log_lik,
+            log_p=log_p,
+            log_q=log_q,
         )
 
     def fit(

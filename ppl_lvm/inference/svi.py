@@ -582,10 +582,30 @@ class SVI(Engine):
         num_samples: int = 1000,
         seed: int | None = 0,
     ) -> Posterior:
-        """Draws from the guide q(z | x): ``samples[site]`` of shape (S, N, ...)."""
-        lvm, x, mask, _sites = self.prepare(model, x, mask)
+        """Draws from the guide q(z | x): ``samples[site]`` of shape (S, N, ...).
+
+        Sites the story marks for enumeration (a mixture's label ``z``), which the guide does
+        not propose, are drawn from their exact conditional p(z_n | x_n, θ_s) given each draw
+        θ_s of the guide, and summed out of ``log_lik``, ``log_p`` and ``log_q``. Global sites
+        have draws of shape (S, ...) shared by all data; ``log_p`` and ``log_q`` are then joint,
+        shape (S,).
+
+        Returns
+        -------
+        Posterior
+            Equally weighted draws with ``log_lik`` (S, N), ``log_p`` and ``log_q``.
+        """
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        has_global = any(s.latent and not s.local for s in sites.values())
+        if self._enumerated(sites) or has_global:
+            from .enumeration import replayed_posterior
+
+            with torch.no_grad(), seeded(seed):
+                out = replayed_posterior(lvm, x, mask, sites, num_samples)
+            return Posterior(engine=self.name, x=x, mask=mask, log_weights=None, **out)
         with torch.no_grad(), seeded(seed):
             samples: dict[str, list[torch.Tensor]] = {}
+            scores: dict[str, list[torch.Tensor]] = {"log_lik": [], "log_p": [], "log_q": []}
             local: tuple[str, ...] = ()
             for start in range(0, x.shape[0], _chunk(x, num_samples)):
                 xb = x[start : start + _chunk(x, num_samples)]
@@ -595,9 +615,21 @@ class SVI(Engine):
                 local = lw.local_sites
                 for k, v in lw.samples.items():
                     samples.setdefault(k, []).append(v)
+                scores["log_lik"].append(lw.log_lik)
+                scores["log_p"].append(lw.log_p)
+                scores["log_q"].append(lw.log_q)
         merged = {k: torch.cat(v, 1) if k in local else v[0] for k, v in samples.items()}
         return Posterior(
-            engine=self.name, samples=merged, x=x, mask=mask, log_weights=None, local_sites=local
+            engine=self.name,
+            samples=merged,
+            x=x,
+            mask=mask,
+            log_weights=None,
+            local_sites=local,
+            # a story's own tensor path may leave log_lik out
+            **{
+                k: None if any(t is None for t in v) else torch.cat(v, 1) for k, v in scores.items()
+            },
         )
 
 

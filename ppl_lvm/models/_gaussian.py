@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch.distributions import MultivariateNormal
 
-__all__ = ["masked_gaussian_conditional", "masked_mvn_log_prob"]
+__all__ = ["conditionals_by_pattern", "masked_gaussian_conditional", "masked_mvn_log_prob"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -105,3 +106,64 @@ def masked_gaussian_conditional(
     ps = torch.cholesky_solve(m.unsqueeze(-1) * cov, chol) * m.unsqueeze(-1)
     cond = (cov - cov @ ps) * (u.unsqueeze(-1) * u.unsqueeze(-2))
     return mean, 0.5 * (cond + cond.transpose(-1, -2))
+
+
+def conditionals_by_pattern(
+    x: torch.Tensor, mask: torch.Tensor, loc: torch.Tensor, cov: torch.Tensor
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Gaussian conditionals of the missing given the observed entries, one mask pattern at a
+    time.
+
+    Data that share a pattern share the regression of their missing block on the observed one
+    (Σ_mo Σ_oo⁻¹) and its covariance, so each is factorised once per pattern, not per datum:
+    for images with the same region missing, that is one factorisation in all.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, D)
+    mask : torch.Tensor of shape (N, D), bool
+        True where observed.
+    loc : torch.Tensor of shape (D,) or (K, D)
+        One Gaussian, or K of them (mixture components).
+    cov : torch.Tensor of shape (D, D) or (K, D, D)
+
+    Yields
+    ------
+    rows : torch.Tensor of shape (n,), long
+        The data with this pattern.
+    pattern : torch.Tensor of shape (D,), bool
+    mean : torch.Tensor of shape (n, D) or (n, K, D)
+        E[x | x_o]: observed values kept, conditional means elsewhere.
+    cond_cov : torch.Tensor of shape (D, D) or (K, D, D)
+        Cov[x | x_o]: zero in the rows and columns of observed coordinates.
+    """
+    patterns, inverse = torch.unique(mask, dim=0, return_inverse=True)
+    batch = loc.shape[:-1]
+    for u, pattern in enumerate(patterns):
+        rows = (inverse == u).nonzero().squeeze(-1)
+        o, m = pattern, ~pattern
+        xs = x[rows]
+        mean = xs.reshape(len(rows), *([1] * len(batch)), -1).expand(len(rows), *loc.shape)
+        mean = mean.clone()
+        cond = torch.zeros_like(cov)
+        if bool(m.any()):
+            s_mm = cov[..., m, :][..., :, m]
+            if bool(o.any()):
+                s_oo = cov[..., o, :][..., :, o]
+                s_mo = cov[..., m, :][..., :, o]
+                chol = torch.linalg.cholesky(s_oo)
+                # gainᵀ = Σ_oo⁻¹ Σ_om
+                gain_t = torch.cholesky_solve(s_mo.transpose(-1, -2), chol)
+                diff = xs[:, o].reshape(len(rows), *([1] * len(batch)), -1) - loc[..., o]
+                if batch:  # (n, K, o) x (K, o, m) per component, never expanded over n
+                    shift = torch.einsum("nko,kom->nkm", diff, gain_t)
+                else:
+                    shift = diff @ gain_t
+                mean[..., m] = loc[..., m] + shift
+                block = s_mm - s_mo @ gain_t
+            else:
+                mean[..., m] = loc[..., m].expand(mean[..., m].shape)
+                block = s_mm
+            idx = m.nonzero().squeeze(-1)
+            cond[..., idx.unsqueeze(-1), idx] = 0.5 * (block + block.transpose(-1, -2))
+        yield rows, pattern, mean, cond
