@@ -239,14 +239,15 @@ def _demo_compare(gmm, x, vae, x_vae, out: Path, args: argparse.Namespace, repor
         out=out / "compare_mixture",
         title="log p(x) of 100 digits under the mixture",
     )
+    k_vae = k // 2  # each VAE particle costs a decoder pass
     deep = compare(
         vae,
         x_vae[:50],
         engines=[
-            ImportanceSampling("prior", num_particles=k),
-            ImportanceSampling("guide", num_particles=k),
+            ImportanceSampling("prior", num_particles=k_vae),
+            ImportanceSampling("guide", num_particles=k_vae),
             SVI(objective="elbo", num_particles=10),
-            SVI(objective="iwae", num_particles=k),
+            SVI(objective="iwae", num_particles=k_vae),
         ],
         seed=args.seed,
         out=out / "compare_vae",
@@ -290,7 +291,7 @@ def _demo_complete(train, test, out: Path, args: argparse.Namespace, report) -> 
     gmm = GaussianMixture(k, x.shape[1], "diag", reg_covar=1e-2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # capped EM steps
-        Enumeration().fit(gmm, x, method="em", seed=args.seed, max_steps=50)
+        Enumeration().fit(gmm, x, method="em", seed=args.seed, max_steps=30)
     done = complete(gmm, hidden.x, hidden.mask, num_samples=3, seed=args.seed)
     rmse = done.rmse(x_test)
     mean_fill = float((x.mean(0) - x_test)[~hidden.mask].pow(2).mean().sqrt())
