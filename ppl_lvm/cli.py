@@ -571,7 +571,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     elif isinstance(engine, Enumeration):
         ev = engine.log_evidence(model, x, mask)
         print(f"exact mean log p(x): {ev.mean:.3f} nats per datum")
-    if model.has_guide and not getattr(model, "bayesian", False):
+    if not isinstance(engine, Enumeration) and model.has_guide and not hasattr(model, "m_step"):
+        # a guide over continuous or sampled latents: how far is the ELBO from the evidence?
         from .diagnostics import amortization_gap
 
         means = amortization_gap(model, x, mask, num_particles=100, seed=args.seed).means()
