@@ -468,14 +468,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Fit (or load), then compare estimators of log p(x) on the data."""
-    from .comparison import compare
-
+def _fitted(args: argparse.Namespace):
+    """The data and the story, fitted (or loaded with ``--load``) and back on the CPU."""
     ds = _load_data(args)
     model = _make_model(args, ds)
     _fit(model, ds, args)
     model.to("cpu")
+    return ds, model
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Fit (or load), then compare estimators of log p(x) on the data."""
+    from .comparison import compare
+
+    ds, model = _fitted(args)
     names = args.engine.split(",") if args.engine else list(ENGINES)
     result = compare(
         model,
@@ -543,13 +549,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Fit (or load), draw the posterior with ``--engine``, export it to ArviZ, and report."""
-
     from .inference import Enumeration, ImportanceSampling
 
-    ds = _load_data(args)
-    model = _make_model(args, ds)
-    _fit(model, ds, args)
-    model.to("cpu")
+    ds, model = _fitted(args)
     x = ds.x[: args.num_eval]
     mask = None if ds.mask is None else ds.mask[: args.num_eval]
     name = args.engine or ("enumeration" if _default_engine(model) == "enumeration" else "is-guide")

@@ -8,6 +8,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pyro
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +19,12 @@ def clean_pyro_state():
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture
+def float64():
+    """Run a test in float64, for comparisons against exact answers; restores the default."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -14,13 +14,7 @@ from ppl_lvm.models import BinaryLatentFactors
 D, L = 16, 4  # 4×4 images, four features
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Exactness tests run in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture(autouse=True, scope="module")

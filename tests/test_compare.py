@@ -14,14 +14,7 @@ from ppl_lvm import models
 from ppl_lvm.comparison import COLUMNS, ENGINE_NAMES, Comparison, compare
 from ppl_lvm.inference import SVI, Enumeration, ImportanceSampling
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Estimates are compared in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _mixture():

@@ -9,13 +9,7 @@ import torch
 from ppl_lvm import models
 from ppl_lvm.inference import SVI, UnsupportedModelError
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _vae(seed: int = 0) -> models.VAE:

@@ -20,14 +20,7 @@ from ppl_lvm.inference import Enumeration, UnsupportedModelError
 from ppl_lvm.metrics import cluster_purity
 from ppl_lvm.models import from_functions
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Exactness tests run in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from ppl_lvm.inference import (
 from ppl_lvm.inference.importance import log_mean_weight
 from ppl_lvm.models import from_functions
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Estimates are compared in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _fitted(kind):

@@ -17,13 +17,7 @@ MVN = torch.distributions.MultivariateNormal
 L = 10  # latent factors on the digits; PCA's mean log-likelihood there is about 17.45 nats
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Exactness tests run in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,13 +14,7 @@ from ppl_lvm._utils import seeded
 from ppl_lvm.inference import Enumeration, UnsupportedModelError
 from ppl_lvm.models._gaussian import masked_gaussian_conditional
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _spd(d: int, g: torch.Generator) -> torch.Tensor:

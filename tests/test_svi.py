@@ -17,13 +17,7 @@ from ppl_lvm.models import from_functions
 PRIOR_SD, NOISE_SD = 1.3, 0.6
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Closed-form comparisons run in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def conjugate_model(x, mask=None):

@@ -11,14 +11,7 @@ from ppl_lvm import datasets, models
 from ppl_lvm._utils import seeded
 from ppl_lvm.inference import log_weights
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Comparisons run in float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _data(likelihood, n=6, d=10):

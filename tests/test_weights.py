@@ -63,13 +63,7 @@ def exact_log_evidence(x, mask):
     return torch.stack(out)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Exact comparisons run in float64, hand computations included."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.fixture
