@@ -421,3 +421,49 @@ def test_full_covariance_log_prob_grouped_by_pattern_equals_per_datum():
     want = masked_mvn_log_prob(x.unsqueeze(-2), mask.unsqueeze(-2), loc, cov)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert bool((got[0] == 0).all())
+
+
+def test_bernoulli_mixture_with_the_top_half_missing_learns_the_bottom_half_exactly():
+    """As for Gaussians: EM on binary data whose first half is never seen equals EM on the
+    bottom-half columns alone, from the same start."""
+    import warnings
+
+    g = torch.Generator().manual_seed(13)
+    probs = torch.rand(2, 6, generator=g) * 0.8 + 0.1
+    x = torch.bernoulli(probs[(torch.rand(400, generator=g) > 0.5).long()], generator=g)
+    mask = torch.ones(400, 6, dtype=torch.bool)
+    mask[:, :3] = False
+    start = torch.rand(2, 6, generator=g) * 0.6 + 0.2
+    part, bottom = models.BernoulliMixture(2, 6), models.BernoulliMixture(2, 3)
+    with torch.no_grad():
+        for model, p in ((part, start), (bottom, start[:, 3:])):
+            model._set_weights(torch.tensor([0.5, 0.5]))
+            model._assign("probs", p)
+    kw = {"method": "em", "initialize": False, "max_steps": 40, "tol": 1e-12}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_part = Enumeration().fit(part, torch.where(mask, x, torch.nan), mask, **kw)
+        fit_bottom = Enumeration().fit(bottom, x[:, 3:], **kw)
+    torch.testing.assert_close(fit_part.history, fit_bottom.history)
+    torch.testing.assert_close(part.probs_[:, 3:], bottom.probs_)
+
+
+def test_linear_gaussian_with_the_top_half_missing_learns_the_bottom_block():
+    """PPCA trained on data whose first two features are never seen recovers the covariance
+    of the three it sees."""
+    from ppl_lvm.inference import SVI
+
+    g = torch.Generator().manual_seed(14)
+    truth = models.LinearGaussian(5, 2)
+    truth.set_parameters(torch.randn(5, 2, generator=g), torch.randn(5, generator=g), 0.3)
+    x = torch.randn(3000, 2, generator=g) @ truth.loadings_.T + truth.mean_
+    x = x + 0.3 * torch.randn(3000, 5, generator=g)
+    mask = torch.ones(3000, 5, dtype=torch.bool)
+    mask[:, :2] = False
+    ppca = models.LinearGaussian(5, 2)
+    SVI("iwae", num_particles=20, lr=0.02, batch_size=500).fit(
+        ppca, torch.where(mask, x, torch.nan), mask, epochs=60, seed=0, progress=False
+    )
+    seen, want = ppca.covariance_[2:, 2:], truth.covariance_[2:, 2:]
+    assert (seen - want).abs().max() / want.abs().max() < 0.15
+    assert torch.isfinite(ppca.covariance_).all()
