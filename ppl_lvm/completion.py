@@ -114,6 +114,12 @@ def complete(
     if mask is None:
         raise ValueError("complete needs a mask (True = observed) saying what to fill in.")
     x, mask = check_data(x, mask)
+    dim = getattr(lvm, "dim", None)
+    if dim is not None and x.shape[-1] != dim:
+        raise ValueError(
+            f"x has {x.shape[-1]} features per datum but {lvm.name} was built for dim={dim}; "
+            "pass data of shape (N, dim)."
+        )
     for label, value in (("num_samples", num_samples), ("num_particles", num_particles)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}.")

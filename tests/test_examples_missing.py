@@ -29,7 +29,9 @@ def test_missing_pixels(tmp_path):
     for name, value in rmse.items():
         if name != "mean imputation":
             assert value < baseline, (name, value, baseline)
-    assert 1 <= res["ess_median"] <= res["num_particles"]
+    # the encoder is a usable proposal: more than a couple of effective particles per digit
+    # (quick run, seed 0: median 5.3 of 200); a degenerate proposal gives 1
+    assert res["ess_median"] > 2
     (path,) = (Path(p) for p in res["figures"])
     assert path.name == "missing_pixels_completions.png" and path.parent == tmp_path
     img = mpimg.imread(path)

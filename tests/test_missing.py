@@ -252,6 +252,10 @@ def test_completion_refusals():
 
     with pytest.raises(UnsupportedModelError, match="observation"):
         complete(model, x, torch.ones(3, 2, dtype=bool))
+    with pytest.raises(ValueError, match="dim=2"):
+        complete(gmm, torch.randn(3, 5), torch.ones(3, 5, dtype=bool))
+    with pytest.raises(ValueError, match="NaN|nan|finite"):
+        complete(gmm, torch.full((3, 2), torch.nan), torch.ones(3, 2, dtype=bool))
     with pytest.raises(ValueError, match="num_samples"):
         complete(gmm, x, torch.ones(3, 2, dtype=bool), num_samples=0)
 
