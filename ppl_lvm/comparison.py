@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from ._typing import ModelLike
-from ._utils import check_data
+from .core.checks import check_data
 from .inference import (
     SVI,
     Engine,

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import torch
 
 from ._typing import ModelLike
-from ._utils import check_data, seeded
-from .inference.base import UnsupportedModelError
-from .models._gaussian import conditionals_by_pattern
+from .core.checks import check_data
+from .core.errors import UnsupportedModelError
+from .core.rng import seeded
+from .models._gaussian import gaussian_completions
 from .models.base import as_model
 from .models.linear import LinearGaussian
 from .models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
@@ -181,41 +182,12 @@ def _mixture(lvm: MixtureModel, x, mask, num_samples: int):
         loc_s, sd_s = locs[z], var.sqrt()[z]  # (S, N, D)
         samples = _keep_observed(loc_s + sd_s * torch.randn_like(loc_s), x, mask)
         return samples, _keep_observed(loc_s, x, mask), _keep_observed(post @ locs, x, mask)
-    return _gaussian_by_pattern(x, mask, locs, lvm.covariances_, num_samples, post, z)
+    return gaussian_completions(x, mask, locs, lvm.covariances_, num_samples, post, z)
 
 
 def _linear(lvm: LinearGaussian, x, mask, num_samples: int):
     """Exact: x ~ N(b, W Wᵀ + σ² I), so x_m | x_o is Gaussian."""
-    return _gaussian_by_pattern(x, mask, lvm.mean_, lvm.covariance_, num_samples)
-
-
-def _gaussian_by_pattern(x, mask, loc, cov, num_samples: int, post=None, z=None):
-    """Completions from one Gaussian (loc (D,), cov (D, D)) or a mixture of K of them
-    (loc (K, D), cov (K, D, D), posterior ``post`` (N, K) and drawn components ``z`` (S, N)),
-    factorising each missingness pattern's conditional once."""
-    n, d = x.shape
-    samples = x.new_empty(num_samples, n, d)
-    sample_means = x.new_empty(num_samples, n, d)
-    mean = x.new_empty(n, d)
-    for rows, pattern, cmean, ccov in conditionals_by_pattern(x, mask, loc, cov):
-        # unit variance on observed coordinates makes the factor exist; their noise is dropped
-        chol = torch.linalg.cholesky(ccov + torch.diag(pattern.to(ccov.dtype)))
-        eps = torch.randn(num_samples, len(rows), d, dtype=x.dtype, device=x.device)
-        if post is None:
-            sel_mean = cmean.expand(num_samples, *cmean.shape)  # (S, n, D)
-            noise = eps @ chol.T
-            mean[rows] = cmean
-        else:
-            zr = z[:, rows]  # (S, n)
-            sel_mean = cmean[torch.arange(len(rows), device=x.device), zr]  # (S, n, D)
-            noise = torch.zeros_like(eps)
-            for k in range(chol.shape[0]):  # per component: never an (S, n, D, D) gather
-                drawn = zr == k
-                noise[drawn] = eps[drawn] @ chol[k].T
-            mean[rows] = torch.einsum("nk,nkd->nd", post[rows], cmean)
-        sample_means[:, rows] = sel_mean
-        samples[:, rows] = sel_mean + noise * (~pattern).to(x.dtype)
-    return samples, sample_means, mean
+    return gaussian_completions(x, mask, lvm.mean_, lvm.covariance_, num_samples)
 
 
 def _resample(lvm, x, mask, num_samples: int, num_particles: int):

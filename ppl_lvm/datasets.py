@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._utils import check_data
+from .core.checks import check_data
 
 __all__ = [
     "KNOWN",

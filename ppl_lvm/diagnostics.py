@@ -1,13 +1,9 @@
-"""All ArviZ glue lives here, so that moving from ArviZ 0.2x to 1.x touches this file alone.
+"""Diagnostics of the lecture, as workflows that run engines, over the ArviZ bridge.
 
-No ArviZ release converts Pyro's SVI, importance-sampling or enumeration results
-(``az.from_pyro`` takes MCMC only), so :func:`to_inference_data` builds the groups itself from
-a :class:`~ppl_lvm.inference.Posterior`, or from several of them as chains.
-
-On top of that bridge sit the diagnostics of the lecture:
-
-- :func:`pareto_khat` and :func:`khat_summary`: PSIS k̂ of importance weights per datum, judged
-  by ArviZ's own thresholds;
+- :func:`~ppl_lvm.core.arviz_bridge.to_inference_data`, :func:`khat_summary` and
+  :func:`loo_waic` (re-exported here from the bridge): ArviZ conversion and the statistics read
+  from it;
+- :func:`pareto_khat` (from :mod:`ppl_lvm.core.stats`): PSIS k̂ of importance weights per datum;
 - :func:`amortization_gap`: ELBO, IWAE-K bound and exact log p(x) per datum, and their gaps;
 - :func:`restart_rhat`: R-hat across independent restarts, which exposes label switching and
   local optima;
@@ -27,18 +23,34 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._typing import ModelLike
+from .core.arviz_bridge import (
+    KHAT_LABELS,
+    KhatSummary,
+    LooWaic,
+    khat_summary,
+    loo_waic,
+    to_inference_data,
+)
+from .core.errors import UnsupportedModelError
+from .core.results import FitResult
+from .core.stats import pareto_khat
+from .inference import SVI, Engine, Enumeration
+from .models.base import as_model
+from .models.capabilities import ExactEvidence, has
+from .plots import elpd_curve
+
 if TYPE_CHECKING:
     import arviz
     import pandas
     import xarray
 
-    from ._typing import ModelLike
-    from .inference.base import Engine, FitResult, Posterior
-
 __all__ = [
+    "KHAT_LABELS",
     "AmortizationGap",
     "ComponentChoice",
     "KhatSummary",
+    "LooWaic",
     "RestartDiagnostics",
     "amortization_gap",
     "choose_components",
@@ -48,330 +60,6 @@ __all__ = [
     "restart_rhat",
     "to_inference_data",
 ]
-
-#: The four classes of Pareto k̂, best first, as ArviZ's ``ks_summary`` names them.
-KHAT_LABELS = ("good", "ok", "bad", "very bad")
-
-# Messages of the ArviZ warnings that the functions below turn into result fields.
-_LOO_WARNING = "Estimated shape parameter of Pareto distribution is greater than"
-_WAIC_WARNING = "For one or more samples the posterior variance of the log predictive"
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-# ----------------------------------------------------------------------------------------------
-# the bridge
-def _equally_weighted(
-    posterior: Posterior, resample: bool, seed: int | None
-) -> tuple[Posterior, torch.Tensor | None]:
-    """The draws to export, and the log importance weight of each: ``log_weights`` as they
-    were before resampling, else log p - log q where both are known."""
-    if posterior.log_weights is not None:
-        if not resample:
-            return posterior, posterior.log_weights
-        idx = posterior._resample_index(None, seed)
-        lw = posterior.log_weights
-        lw = lw[idx] if idx.dim() == 1 else torch.gather(lw, 0, idx)
-        return posterior._take(idx), lw
-    if posterior.log_p is not None and posterior.log_q is not None:
-        return posterior, posterior.log_p - posterior.log_q
-    return posterior, None
-
-
-def _check_chains(posteriors: Sequence[Posterior]) -> None:
-    """Refuse chains that do not describe the same sites of the same data."""
-    first = posteriors[0]
-    for c, post in enumerate(posteriors[1:], start=1):
-        if list(post.samples) != list(first.samples):
-            raise ValueError(
-                f"chain {c} has sites {list(post.samples)} but chain 0 has "
-                f"{list(first.samples)}; every chain needs the same latent sites."
-            )
-        for name, value in post.samples.items():
-            if value.shape != first.samples[name].shape:
-                raise ValueError(
-                    f"site '{name}' has shape {tuple(value.shape)} in chain {c} but "
-                    f"{tuple(first.samples[name].shape)} in chain 0; every chain needs the same "
-                    "number of draws (pass the same num_samples) and the same data."
-                )
-        same_mask = (post.mask is None) == (first.mask is None) and (
-            post.mask is None or torch.equal(post.mask.cpu(), first.mask.cpu())
-        )
-        if (
-            post.x.shape != first.x.shape
-            or not torch.equal(post.x.cpu(), first.x.cpu())
-            or not same_mask
-        ):
-            raise ValueError(
-                f"chain {c} conditions on other data than chain 0; chains are runs of one "
-                "model on the same x and mask."
-            )
-        for name in ("log_lik", "log_p", "log_q"):
-            a, b = getattr(first, name), getattr(post, name)
-            if (a is None) != (b is None) or (a is not None and a.shape != b.shape):
-                raise ValueError(
-                    f"{name} is {'missing' if b is None else tuple(b.shape)} in chain {c} but "
-                    f"{'missing' if a is None else tuple(a.shape)} in chain 0; build every "
-                    "chain with the same engine."
-                )
-
-
-def _stack(values: Sequence[torch.Tensor]) -> np.ndarray:
-    """(chain, draw, ...) as float64 (or the draws' own integer type)."""
-    arr = np.stack([_numpy(v) for v in values])
-    return arr.astype(np.float64) if np.issubdtype(arr.dtype, np.floating) else arr
-
-
-def to_inference_data(
-    posterior: Posterior | Sequence[Posterior],
-    *,
-    resample: bool = True,
-    seed: int | None = 0,
-) -> arviz.InferenceData:
-    """Convert one :class:`~ppl_lvm.inference.Posterior`, or several as chains, to
-    ``arviz.InferenceData``.
-
-    Groups
-    ------
-    posterior
-        Every latent site: ``(chain, draw, datum, ...)`` for a local site and
-        ``(chain, draw, ...)`` for a global one. One chain per posterior given; chains are
-        independent runs (restarts, seeds) of one model on the same data.
-    log_likelihood
-        ``x``: the pointwise log p(x_n | draw), ``(chain, draw, datum)``, where the engine
-        provides it (``Posterior.log_lik``: discrete labels summed out, continuous latents
-        conditioned on their draw). ``az.loo`` and ``az.waic`` read it.
-    sample_stats
-        ``log_p`` and ``log_q``, the log p(x, z) and log q(z | x) of each draw, and
-        ``log_weight``, its log importance weight relative to the exact posterior: the
-        posterior's ``log_weights`` (before resampling), else ``log_p - log_q``. Each is
-        ``(chain, draw, datum)`` or ``(chain, draw)``. ArviZ never applies these weights.
-    observed_data
-        ``x`` as ``(datum, feature)``, with NaN at the entries the mask hides.
-
-    Parameters
-    ----------
-    posterior : Posterior or sequence of Posterior
-        A sequence becomes chains; its members need the same sites, shapes and data.
-    resample : bool
-        Weighted draws (``log_weights`` set, as ``ImportanceSampling`` gives) are resampled
-        first (sampling-importance-resampling, :meth:`Posterior.resample`), because every
-        ArviZ statistic, ``az.loo`` included, treats draws as equally weighted. With False the
-        weighted draws are exported as they are, and only ``sample_stats.log_weight`` says
-        how to weight them.
-    seed : int or None
-        Seed of that resampling; chain c uses ``seed + c``.
-
-    Returns
-    -------
-    arviz.InferenceData
-
-    Raises
-    ------
-    ValueError
-        When the chains differ in sites, shapes, data or in which scores they carry.
-    """
-    import arviz as az
-
-    from .inference.base import Posterior
-
-    posteriors = [posterior] if isinstance(posterior, Posterior) else list(posterior)
-    if not posteriors or not all(isinstance(p, Posterior) for p in posteriors):
-        raise ValueError("to_inference_data needs a Posterior or a non-empty list of them.")
-    exported = [
-        _equally_weighted(p, resample, None if seed is None else seed + c)
-        for c, p in enumerate(posteriors)
-    ]
-    chains = [p for p, _ in exported]
-    _check_chains(chains)
-    weights = [w for _, w in exported]
-    if any(w is None for w in weights) != all(w is None for w in weights):
-        raise ValueError("some chains carry log weights and others do not; use one engine.")
-    first = chains[0]
-    local = set(first.local_sites)
-
-    post_vars, post_dims = {}, {}
-    for name in first.samples:
-        arr = _stack([p.samples[name] for p in chains])
-        lead = 3 if name in local else 2  # chain, draw (, datum)
-        post_vars[name] = arr
-        post_dims[name] = (["datum"] if name in local else []) + [
-            f"{name}_dim_{i}" for i in range(arr.ndim - lead)
-        ]
-    groups = {"posterior": az.dict_to_dataset(post_vars, dims=post_dims)}
-
-    if first.log_lik is not None:
-        groups["log_likelihood"] = az.dict_to_dataset(
-            {"x": _stack([p.log_lik for p in chains])}, dims={"x": ["datum"]}
-        )
-
-    stats = {}
-    for name, values in (
-        ("log_p", [p.log_p for p in chains]),
-        ("log_q", [p.log_q for p in chains]),
-        ("log_weight", weights),
-    ):
-        if values[0] is not None:
-            stats[name] = _stack(values)
-    if stats:
-        groups["sample_stats"] = az.dict_to_dataset(
-            stats, dims={k: ["datum"] if v.ndim == 3 else [] for k, v in stats.items()}
-        )
-
-    x = _numpy(first.x).astype(np.float64)
-    if first.mask is not None:
-        x = np.where(_numpy(first.mask), x, np.nan)
-    groups["observed_data"] = az.dict_to_dataset(
-        {"x": x}, dims={"x": ["datum", "feature"]}, default_dims=[]
-    )
-    return az.InferenceData(**groups)
-
-
-# ----------------------------------------------------------------------------------------------
-# Pareto k̂
-def pareto_khat(log_weights: torch.Tensor) -> torch.Tensor:
-    """Pareto k̂ of importance weights per datum, from ArviZ's PSIS.
-
-    Parameters
-    ----------
-    log_weights : torch.Tensor of shape (K, N)
-        Unnormalised log importance weights of K particles for each of N data.
-
-    Returns
-    -------
-    torch.Tensor of shape (N,)
-        The fitted generalized-Pareto shape of each datum's weight tail: below about 0.7 the
-        estimate is reliable (Vehtari et al. 2024); above it, the proposal misses mass. Judge
-        them with :func:`khat_summary`.
-    """
-    import arviz as az
-
-    lw = log_weights.detach().to(torch.float64).cpu().numpy().T  # ArviZ wants (..., samples)
-    with warnings.catch_warnings():
-        # ArviZ warns when a tail is too short to fit; k̂ is then inf or NaN, which we return
-        warnings.filterwarnings("ignore", message=".*Pareto.*")
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        _, khat = az.psislw(lw)
-    return torch.as_tensor(np.asarray(khat, dtype=np.float64)).reshape(-1)
-
-
-def _good_k(num_samples: int) -> float:
-    """ArviZ's sample-size-dependent bound on a good k̂, min(1 - 1/log10(S), 0.7), exactly as
-    ``arviz.loo`` computes it (its ``good_k``)."""
-    return min(1 - 1 / np.log10(num_samples), 0.7)
-
-
-@dataclass(frozen=True, eq=False)
-class KhatSummary:
-    """Pareto k̂ per datum, classified by ArviZ's thresholds.
-
-    The classes are those of ArviZ's ``ks_summary`` (good, ok, bad, very bad at edges 0.5,
-    0.7 and 1), with its fixed 0.7 replaced by the sample-size-dependent ``good_k`` =
-    min(1 - 1/log10(S), 0.7) that ``arviz.loo`` warns above and its printout counts with.
-    Bins are half-open, [lower, upper), as ArviZ's histogram counts them: good below
-    min(0.5, good_k), ok below good_k, bad below 1, very bad from 1. For S ≥ 2154 draws the
-    edges are ks_summary's 0.5, 0.7, 1; fewer draws narrow "ok" (empty for S ≤ 100). An
-    undefined k̂ (NaN: the tail was too short to fit) counts as very bad.
-
-    Attributes
-    ----------
-    khat : numpy.ndarray of shape (N,)
-    labels : numpy.ndarray of shape (N,), str
-        The class of each datum.
-    counts : Mapping[str, int]
-        Data per class, in the order good, ok, bad, very bad.
-    good_k : float
-        The edge between "ok" and "bad" (ArviZ's ``good_k``).
-    ok_k : float
-        The edge between "good" and "ok", min(0.5, good_k).
-    num_samples : int
-        S, the draws behind each k̂.
-    """
-
-    khat: np.ndarray
-    labels: np.ndarray
-    counts: Mapping[str, int]
-    good_k: float
-    ok_k: float
-    num_samples: int
-
-    @property
-    def max(self) -> float:
-        """The largest k̂ (NaN counts as +inf)."""
-        k = np.where(np.isnan(self.khat), np.inf, self.khat)
-        return float(k.max()) if k.size else float("nan")
-
-    @property
-    def reliable(self) -> bool:
-        """Whether every k̂ is good or ok, so that every importance-sampling estimate holds."""
-        return self.counts["bad"] + self.counts["very bad"] == 0
-
-    @property
-    def table(self) -> pandas.DataFrame:
-        """Count and percentage per class, indexed by k̂ range as ``arviz.ks_summary`` does."""
-        import pandas as pd
-
-        n = max(1, len(self.khat))
-        ranges = [
-            f"[-Inf, {self.ok_k:.2f})",
-            f"[{self.ok_k:.2f}, {self.good_k:.2f})",
-            f"[{self.good_k:.2f}, 1)",
-            "[1, Inf]",
-        ]
-        return pd.DataFrame(
-            {
-                "label": list(KHAT_LABELS),
-                "count": [self.counts[k] for k in KHAT_LABELS],
-                "pct": [100 * self.counts[k] / n for k in KHAT_LABELS],
-            },
-            index=ranges,
-        )
-
-    def __str__(self) -> str:
-        return (
-            f"Pareto k̂ of {len(self.khat)} data from S={self.num_samples} draws:\n"
-            + self.table.to_string()
-        )
-
-
-def khat_summary(khat: torch.Tensor | np.ndarray, num_samples: int) -> KhatSummary:
-    """Classify per-datum Pareto k̂ as good, ok, bad or very bad by ArviZ's thresholds.
-
-    Parameters
-    ----------
-    khat : torch.Tensor or numpy.ndarray of shape (N,)
-        k̂ per datum, e.g. ``Evidence.khat`` of ``ImportanceSampling(proposal="guide")``
-        (the guide judged as a proposal), :func:`pareto_khat`, or ``az.loo(...).pareto_k``.
-    num_samples : int
-        S, the draws (particles) each k̂ was fitted to; it sets ArviZ's ``good_k``.
-
-    Returns
-    -------
-    KhatSummary
-
-    Examples
-    --------
-    >>> s = khat_summary(np.array([0.1, 0.6, 0.8, 1.5]), num_samples=4000)
-    >>> s.labels.tolist()
-    ['good', 'ok', 'bad', 'very bad']
-    """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}.")
-    k = _numpy(khat) if isinstance(khat, torch.Tensor) else np.asarray(khat)
-    k = k.astype(np.float64).reshape(-1)
-    good_k = float(_good_k(num_samples))
-    ok_k = min(0.5, good_k)
-    # half-open bins as np.histogram counts them in ArviZ; NaN fails every comparison, so it
-    # falls through to "very bad"
-    labels = np.select(
-        [k < ok_k, k < good_k, k < 1.0], list(KHAT_LABELS[:3]), default=KHAT_LABELS[3]
-    )
-    counts = {name: int((labels == name).sum()) for name in KHAT_LABELS}
-    return KhatSummary(
-        khat=k, labels=labels, counts=counts, good_k=good_k, ok_k=ok_k, num_samples=num_samples
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -483,15 +171,11 @@ def amortization_gap(
         From SVI, when the story has no guide, global latents, or enumerated discrete sites
         (a mixture's ELBO with its label summed out is already exact).
     """
-    from .inference import SVI, Enumeration
-    from .inference.base import UnsupportedModelError
-    from .models.base import as_model
-
     lvm = as_model(model)
     elbo = SVI("elbo").log_evidence(lvm, x, mask, num_particles=num_particles, seed=seed)
     iwae = SVI("iwae").log_evidence(lvm, x, mask, num_particles=num_particles, seed=seed)
     exact, source = None, None
-    if hasattr(lvm, "exact_log_evidence"):
+    if has(lvm, ExactEvidence):
         exact = lvm.exact_log_evidence(x, mask).detach()
         source = f"{lvm.name}.exact_log_evidence"
     else:
@@ -670,45 +354,6 @@ def restart_rhat(
 
 # ----------------------------------------------------------------------------------------------
 # LOO and WAIC over the number of components
-def loo_waic(idata: arviz.InferenceData) -> dict[str, float | bool]:
-    """PSIS-LOO and WAIC of an InferenceData with a ``log_likelihood`` group, as numbers.
-
-    ArviZ's warnings (a k̂ above ``good_k``; a posterior variance of the log predictive
-    density above 0.4) become the flags ``loo_warning`` and ``waic_warning``.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        Equally weighted draws of the parameters, e.g. from :func:`to_inference_data`.
-
-    Returns
-    -------
-    dict
-        ``elpd_loo``, ``se``, ``p_loo``, ``elpd_waic``, ``se_waic``, ``p_waic``, ``max_khat``,
-        ``good_k``, ``loo_warning``, ``waic_warning``.
-    """
-    import arviz as az
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _LOO_WARNING, UserWarning)
-        loo = az.loo(idata, pointwise=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _WAIC_WARNING, UserWarning)
-        waic = az.waic(idata)
-    return {
-        "elpd_loo": float(loo["elpd_loo"]),
-        "se": float(loo["se"]),
-        "p_loo": float(loo["p_loo"]),
-        "elpd_waic": float(waic["elpd_waic"]),
-        "se_waic": float(waic["se"]),
-        "p_waic": float(waic["p_waic"]),
-        "max_khat": float(np.max(loo["pareto_k"].values)),
-        "good_k": float(loo["good_k"]),
-        "loo_warning": bool(loo["warning"]),
-        "waic_warning": bool(waic["warning"]),
-    }
-
-
 @dataclass(frozen=True, eq=False)
 class ComponentChoice:
     """PSIS-LOO and WAIC per number of components.
@@ -792,8 +437,6 @@ def choose_components(
     """
     import pandas as pd
 
-    from .models.base import as_model
-
     ks = [int(k) for k in ks]
     if not ks:
         raise ValueError("ks is empty; pass the numbers of components to compare, e.g. [1, 2, 3].")
@@ -817,13 +460,11 @@ def choose_components(
                 "needs one."
             )
         idatas[k] = to_inference_data(post, seed=seed)
-        rows.append({"K": k, **loo_waic(idatas[k])})
+        rows.append({"K": k, **loo_waic(idatas[k]).as_dict()})
     table = pd.DataFrame(rows)
     best = int(table.loc[table["elpd_loo"].idxmax(), "K"])
     out_path = None
     if path is not None:
-        from .plots import elpd_curve
-
         out_path = elpd_curve(
             table["K"].to_numpy(),
             table["elpd_loo"].to_numpy(),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppl_lvm import complete, models
-from ppl_lvm._utils import seeded
+from ppl_lvm.core import seeded
 from ppl_lvm.inference import Enumeration, UnsupportedModelError
 from ppl_lvm.models._gaussian import masked_gaussian_conditional
 

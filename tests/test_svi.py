@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppl_lvm import models
-from ppl_lvm._utils import seeded
+from ppl_lvm.core import seeded
 from ppl_lvm.inference import SVI, Enumeration, UnsupportedModelError
 from ppl_lvm.models import from_functions
 

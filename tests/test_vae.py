@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ppl_lvm import datasets, models
-from ppl_lvm._utils import seeded
+from ppl_lvm.core import seeded
 from ppl_lvm.inference import log_weights
 
 pytestmark = pytest.mark.usefixtures("float64")

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from ppl_lvm._utils import seeded
+from ppl_lvm.core import seeded
 from ppl_lvm.inference import ModelGuideMismatchError, log_weights
 from ppl_lvm.models import from_functions
 

@@ -14,11 +14,11 @@ import pyro.poutine as poutine
 import torch
 from torch.distributions import constraints
 
-from .._logweights import LogWeights
 from .._typing import ModelLike
-from .._utils import check_data
+from ..core.checks import check_data
+from ..core.errors import ModelGuideMismatchError
+from ..core.logweights import LogWeights
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
-from .base import ModelGuideMismatchError
 
 __all__ = ["PARTICLE_PLATE", "LogWeights", "check_model_guide", "log_weights", "plate_nesting"]
 

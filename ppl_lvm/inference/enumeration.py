@@ -29,7 +29,10 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .._typing import ModelLike
-from .._utils import seeded
+from ..core.errors import UnsupportedModelError
+from ..core.posterior import Posterior
+from ..core.results import Evidence, FitResult
+from ..core.rng import seeded
 from ..models.base import (
     DATA_PLATE,
     LatentVariableModel,
@@ -38,7 +41,7 @@ from ..models.base import (
     sample_sites,
 )
 from ._weights import plate_nesting
-from .base import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+from .base import Engine
 
 __all__ = ["Enumeration"]
 

@@ -24,11 +24,14 @@ import pyro.distributions as dist
 import torch
 
 from .._typing import ModelLike
-from .._utils import seeded
-from ..diagnostics import pareto_khat
+from ..core.errors import UnsupportedModelError
+from ..core.posterior import Posterior
+from ..core.results import Evidence, FitResult
+from ..core.rng import seeded
+from ..core.stats import pareto_khat
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, from_functions
 from ._weights import LogWeights, log_weights
-from .base import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+from .base import Engine
 
 __all__ = ["ImportanceSampling", "log_mean_weight"]
 

@@ -35,10 +35,14 @@ from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from .._typing import ModelLike
-from .._utils import check_data, seeded
+from ..core.checks import check_data
+from ..core.errors import UnsupportedModelError
+from ..core.posterior import Posterior
+from ..core.results import Evidence, FitResult
+from ..core.rng import seeded
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo
 from ._weights import LogWeights, log_weights, plate_nesting
-from .base import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+from .base import Engine
 
 __all__ = ["SVI"]
 

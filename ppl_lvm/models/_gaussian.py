@@ -8,7 +8,12 @@ from collections.abc import Iterator
 import torch
 from torch.distributions import MultivariateNormal
 
-__all__ = ["conditionals_by_pattern", "masked_gaussian_conditional", "masked_mvn_log_prob"]
+__all__ = [
+    "conditionals_by_pattern",
+    "gaussian_completions",
+    "masked_gaussian_conditional",
+    "masked_mvn_log_prob",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -167,3 +172,46 @@ def conditionals_by_pattern(
             idx = m.nonzero().squeeze(-1)
             cond[..., idx.unsqueeze(-1), idx] = 0.5 * (block + block.transpose(-1, -2))
         yield rows, pattern, mean, cond
+
+
+def gaussian_completions(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    loc: torch.Tensor,
+    cov: torch.Tensor,
+    num_samples: int,
+    post: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Completions from one Gaussian (loc (D,), cov (D, D)) or a mixture of K of them
+    (loc (K, D), cov (K, D, D), posterior ``post`` (N, K) and drawn components ``z`` (S, N)),
+    factorising each missingness pattern's conditional once.
+
+    Returns
+    -------
+    samples, sample_means : torch.Tensor of shape (S, N, D)
+    mean : torch.Tensor of shape (N, D)
+    """
+    n, d = x.shape
+    samples = x.new_empty(num_samples, n, d)
+    sample_means = x.new_empty(num_samples, n, d)
+    mean = x.new_empty(n, d)
+    for rows, pattern, cmean, ccov in conditionals_by_pattern(x, mask, loc, cov):
+        # unit variance on observed coordinates makes the factor exist; their noise is dropped
+        chol = torch.linalg.cholesky(ccov + torch.diag(pattern.to(ccov.dtype)))
+        eps = torch.randn(num_samples, len(rows), d, dtype=x.dtype, device=x.device)
+        if post is None:
+            sel_mean = cmean.expand(num_samples, *cmean.shape)  # (S, n, D)
+            noise = eps @ chol.T
+            mean[rows] = cmean
+        else:
+            zr = z[:, rows]  # (S, n)
+            sel_mean = cmean[torch.arange(len(rows), device=x.device), zr]  # (S, n, D)
+            noise = torch.zeros_like(eps)
+            for k in range(chol.shape[0]):  # per component: never an (S, n, D, D) gather
+                drawn = zr == k
+                noise[drawn] = eps[drawn] @ chol[k].T
+            mean[rows] = torch.einsum("nk,nkd->nd", post[rows], cmean)
+        sample_means[:, rows] = sel_mean
+        samples[:, rows] = sel_mean + noise * (~pattern).to(x.dtype)
+    return samples, sample_means, mean

@@ -23,6 +23,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
 from .._typing import ModelLike, StoryFn
+from ..core.rng import fork_rng
 
 __all__ = [
     "DATA_PLATE",
@@ -213,6 +214,11 @@ class LatentVariableModel(PyroModule):
         """The variational family q(z | x). ``x``: (N, D); ``mask``: (N, D) bool or None."""
         raise NotImplementedError(f"{type(self).__name__} must implement guide(x, mask=None).")
 
+    def capability_enabled(self, capability: type) -> bool:
+        """Whether a capability this model's class declares holds for this instance; see
+        :func:`ppl_lvm.models.capabilities.has`. True unless a subclass says otherwise."""
+        return True
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
         """Calling the module runs the model."""
         return self.model(x, mask)
@@ -266,8 +272,7 @@ class LatentVariableModel(PyroModule):
         fn = self.model if which == "model" else self.guide
         # a look at the structure must not move the caller's random stream: the same seed has
         # to give the same numbers whether or not the metadata was already known
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with self.scoped(), torch.random.fork_rng(devices=devices):
+        with self.scoped(), fork_rng():
             return poutine.trace(fn).get_trace(x, mask)
 
     def sites(

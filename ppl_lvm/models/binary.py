@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._logweights import LogWeights
-from .._utils import check_data
+from ..core.checks import check_data
+from ..core.logweights import LogWeights
 from .base import DATA_PLATE, LatentVariableModel
 
 __all__ = ["BinaryLatentFactors"]

@@ -24,8 +24,8 @@ from pyro.nn import PyroParam
 from torch import nn
 from torch.distributions import transform_to
 
-from .._logweights import LogWeights
-from .._utils import check_data
+from ..core.checks import check_data
+from ..core.logweights import LogWeights
 from ._gaussian import masked_mvn_log_prob
 from .base import DATA_PLATE, LatentVariableModel
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._logweights import LogWeights
+from ..core.logweights import LogWeights
 from .base import DATA_PLATE, LatentVariableModel
 
 __all__ = ["VAE", "ToyVAE"]

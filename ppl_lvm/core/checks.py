@@ -1,9 +1,6 @@
-"""Small shared helpers: data validation and seeded, side-effect-free randomness."""
+"""Argument and data checks shared by every layer: one place for each rule."""
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -89,35 +86,28 @@ def check_data(
     return x, mask
 
 
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run a block with a fixed seed without disturbing the caller's random state.
+def check_positive_int(name: str, value: object, *, allow_none: bool = False) -> int | None:
+    """Return ``value`` if it is a positive int (not a bool), else raise ``ValueError``.
 
-    ``seed=None`` leaves the global generators untouched. Otherwise torch's (CPU and CUDA),
-    NumPy's and Python's generators are seeded inside the block and restored after it, so the
-    same seed gives the same numbers and a fit never changes what the user draws next.
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+    allow_none : bool
+        Accept ``None`` too (an optional setting left unset).
     """
-    if seed is None:
-        yield
-        return
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {seed!r}.")
-    import random
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive int{extra}, got {value!r}.")
+    return int(value)
 
-    py_state = random.getstate()
-    np_state = np.random.get_state()  # noqa: NPY002 (restoring the legacy global generator)
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        # what pyro.set_rng_seed does, minus torch.manual_seed's lazy CUDA seeding, which
-        # records a stack trace (about 1.5 ms per call) even on machines without CUDA
-        seed = int(seed)
-        torch.default_generator.manual_seed(seed)
-        if devices:
-            torch.cuda.manual_seed_all(seed)
-        random.seed(seed)
-        np.random.seed(seed)  # noqa: NPY002 (the legacy global generator that users seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)  # noqa: NPY002
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}.")
+    return value  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""The result of the weighting routine, in a module of its own so that models can build it
+"""The result of the weighting routine; it lives in the bottom layer so that models can build it
 without importing the engines."""
 
 from __future__ import annotations
