@@ -20,7 +20,7 @@ from ._timing import best_time, row
 
 
 def _em_rows(x: torch.Tensor, repeat: int) -> list[dict]:
-    gmm = models.GaussianMixture(10, 64, "diag").double()
+    gmm = models.GaussianMixture(64, num_components=10, covariance="diag").double()
     gmm.initialize(x, None, seed=0)
     init = {k: v.detach().clone() for k, v in gmm.state_dict().items()}
     w0, m0, c0 = gmm.weights_.numpy(), gmm.means_.numpy(), gmm.covariances_.numpy()
@@ -65,7 +65,7 @@ def _em_rows(x: torch.Tensor, repeat: int) -> list[dict]:
 def _gradient_rows(x: torch.Tensor, repeat: int) -> list[dict]:
     k, d = 10, x.shape[1]
     # ours: one step of the engine's gradient loop (the exact marginal likelihood, Adam)
-    gmm = models.GaussianMixture(k, d, "diag")
+    gmm = models.GaussianMixture(d, num_components=k, covariance="diag")
     gmm.initialize(x, None, seed=0)
     engine = Enumeration()
     params = gmm.trainable_parameters()

@@ -40,7 +40,7 @@ def fit_mixture(
     x: torch.Tensor, k: int, steps: int, seed: int, reg_covar: float
 ) -> GaussianMixture:
     """A full-covariance mixture by EM; reg_covar keeps the always-blank border pixels finite."""
-    gmm = GaussianMixture(k, x.shape[1], "full", reg_covar=reg_covar)
+    gmm = GaussianMixture(x.shape[1], num_components=k, covariance="full", reg_covar=reg_covar)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a capped number of EM steps may stop short of tol
         Enumeration().fit(gmm, x, method="em", seed=seed, max_steps=steps)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     vae_mcar = fit_miwae(half, epochs, args.seed)
     # a diagonal mixture learns from the incomplete digits by exact EM in seconds (a full one
     # would factorise a 784-dimensional block per digit and component at every step)
-    gmm_mcar = GaussianMixture(k, train.dim, "diag", reg_covar=1e-2)
+    gmm_mcar = GaussianMixture(train.dim, num_components=k, covariance="diag", reg_covar=1e-2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Enumeration().fit(gmm_mcar, half.x, half.mask, method="em", seed=args.seed, max_steps=100)

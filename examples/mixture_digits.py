@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
     k = 10
     # restarts matter: EM finds a local optimum, and the fit keeps the best restart's likelihood
     n_init = 2 if args.quick else 10
-    gmm = GaussianMixture(k, ds.dim, "diag", reg_covar=REG_COVAR, n_init=n_init).double()
+    gmm = GaussianMixture(
+        ds.dim, num_components=k, covariance="diag", reg_covar=REG_COVAR, num_init=n_init
+    ).double()
     engine = Enumeration()
     fit = engine.fit(gmm, x, method="em", seed=args.seed, max_steps=500)
     mean_ll = engine.log_evidence(gmm, x).mean

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     # one unlucky k-means++ seeding can merge two populations; the best of a few restarts
     # (by exact likelihood) avoids that, and each restart costs a fraction of a second
     n_init = 3 if args.quick else 10
-    model = CategoricalMixture(k, ds.dim, num_categories=4, n_init=n_init).double()
+    model = CategoricalMixture(ds.dim, num_components=k, num_categories=4, num_init=n_init).double()
     engine = Enumeration()
     fit = engine.fit(model, x, method="em", seed=args.seed, max_steps=500)
     mean_ll = engine.log_evidence(model, x).mean

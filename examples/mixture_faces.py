@@ -46,7 +46,9 @@ def fit_mixture(x: torch.Tensor, labels: torch.Tensor, k: int, n_init: int, seed
         ``purity``, ``ari``, ``mean_log_lik``, ``weights`` (K,), ``face_share`` (K,; NaN for
         an empty component), ``sizes`` (K,), ``means`` (K, D) and ``steps``.
     """
-    gmm = GaussianMixture(k, x.shape[1], "diag", reg_covar=REG_COVAR, n_init=n_init).double()
+    gmm = GaussianMixture(
+        x.shape[1], num_components=k, covariance="diag", reg_covar=REG_COVAR, num_init=n_init
+    ).double()
     engine = Enumeration()
     fit = engine.fit(gmm, x, method="em", seed=seed, max_steps=500)
     # temperature=0: the MAP component of every image is its cluster

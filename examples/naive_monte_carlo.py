@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. a Gaussian mixture on the digits: 10 states, every proposal copes
     digits = datasets.load("digits")
-    gmm = models.GaussianMixture(10, 64, "diag", reg_covar=1e-2)
+    gmm = models.GaussianMixture(64, num_components=10, covariance="diag", reg_covar=1e-2)
     Enumeration().fit(gmm, digits.x, method="em", seed=args.seed, max_steps=300)
     xg = digits.x[:1]
     gmm_exact = float(Enumeration().log_evidence(gmm, xg).per_datum[0])

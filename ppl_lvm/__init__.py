@@ -7,7 +7,8 @@ inference behind one model/guide contract.
 from . import datasets, diagnostics, inference, models, plots
 from .comparison import Comparison, compare
 from .completion import Completion, complete
-from .inference import Engine, Evidence, FitResult, Posterior, UnsupportedModelError
+from .core import Evidence, FitResult, Posterior, UnsupportedModelError, memory_budget
+from .inference import Engine
 from .models import LatentVariableModel, from_functions
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "diagnostics",
     "from_functions",
     "inference",
+    "memory_budget",
     "models",
     "plots",
 ]

@@ -10,11 +10,11 @@ engines apply to their own model and what each would have needed.
 from __future__ import annotations
 
 import html
-import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,34 +25,15 @@ from matplotlib.transforms import blended_transform_factory
 
 from ._typing import ModelLike
 from .core.checks import check_data
-from .inference import (
-    SVI,
-    Engine,
-    Enumeration,
-    Evidence,
-    ImportanceSampling,
-    ModelGuideMismatchError,
-    UnsupportedModelError,
-)
+from .core.errors import ModelGuideMismatchError, UnsupportedModelError
+from .core.results import Evidence
+from .inference import Engine, available, create, spec
 from .models.base import as_model
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["COLUMNS", "ENGINE_NAMES", "Comparison", "compare", "default_engine"]
-
-#: Engines that :func:`compare` knows by name, with the settings each name stands for.
-_DEFAULTS: dict[str, Callable[[], Engine]] = {
-    "enumeration": lambda: Enumeration(),
-    "is-prior": lambda: ImportanceSampling(proposal="prior", num_particles=1000),
-    "is-uniform": lambda: ImportanceSampling(proposal="uniform", num_particles=1000),
-    "is-guide": lambda: ImportanceSampling(proposal="guide", num_particles=1000),
-    "elbo": lambda: SVI(objective="elbo", num_particles=100),
-    "iwae": lambda: SVI(objective="iwae", num_particles=100),
-}
-
-#: The names :func:`compare` accepts in ``engines``; ``engines=None`` runs all of them.
-ENGINE_NAMES: tuple[str, ...] = tuple(_DEFAULTS)
+__all__ = ["COLUMNS", "Comparison", "compare"]
 
 #: Keys of every row of :attr:`Comparison.rows`, with the header each gets in a table.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -76,65 +57,48 @@ _STYLE = {
 
 
 def default_engine(name: str) -> Engine:
-    """A fresh engine with the settings ``name`` stands for in :func:`compare`.
+    """Deprecated: use :func:`ppl_lvm.inference.create`, which reads the one engine registry."""
+    warnings.warn(
+        "ppl_lvm.comparison.default_engine is deprecated; use ppl_lvm.inference.create(name).",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return create(name)
 
-    Parameters
-    ----------
-    name : str
-        One of :data:`ENGINE_NAMES`: ``"enumeration"``, ``"is-prior"``, ``"is-uniform"``,
-        ``"is-guide"`` (1000 particles each), ``"elbo"`` or ``"iwae"`` (100 particles each).
 
-    Raises
-    ------
-    ValueError
-        For any other name; the message lists the valid ones.
-    """
-    if name not in _DEFAULTS:
-        raise ValueError(
-            f"unknown engine name {name!r}; use one of {list(ENGINE_NAMES)}, or pass an Engine "
-            "instance such as ImportanceSampling(proposal='prior', num_particles=5000)."
+def __getattr__(name: str) -> Any:
+    # the old constant, for a release: the names now live in the registry
+    if name == "ENGINE_NAMES":
+        warnings.warn(
+            "ppl_lvm.comparison.ENGINE_NAMES is deprecated; use ppl_lvm.inference.available().",
+            FutureWarning,
+            stacklevel=2,
         )
-    return _DEFAULTS[name]()
-
-
-def _label(engine: Engine) -> str:
-    """A short name that tells apart engines of one class (IS with a prior vs a guide)."""
-    if isinstance(engine, ImportanceSampling):
-        return f"IS {engine.proposal}, K={engine.num_particles}"
-    if isinstance(engine, SVI):
-        return f"SVI {engine.objective}, K={engine.num_particles}"
-    return engine.name
+        return available()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _resolve(engines: Sequence[Engine | str] | Engine | str | None) -> list[Engine]:
     if engines is None:
-        return [default_engine(n) for n in ENGINE_NAMES]
+        return [create(n) for n in available()]
     # one engine or one name is taken as a list of one; a str must not be iterated by letter
     if isinstance(engines, Engine | str):
         engines = [engines]
     if not isinstance(engines, Sequence) or not engines:
         raise ValueError(
-            f"engines must be a non-empty list of Engine instances or names from "
-            f"{list(ENGINE_NAMES)}, or None for all of them; got {engines!r}."
+            f"engines must be a non-empty list of Engine instances or registered names "
+            f"{list(available())}, or None for all of them; got {engines!r}."
         )
-    out = []
+    # every name is checked before any engine runs
     for e in engines:
         if isinstance(e, str):
-            out.append(default_engine(e))
-        elif isinstance(e, Engine):
-            out.append(e)
-        else:
+            spec(e)
+        elif not isinstance(e, Engine):
             raise TypeError(
-                f"each engine must be an Engine instance or a name from {list(ENGINE_NAMES)}, "
+                f"each engine must be an Engine instance or a name from {list(available())}, "
                 f"got {type(e).__name__}."
             )
-    return out
-
-
-def _takes_seed(engine: Engine) -> bool:
-    # Enumeration is deterministic and its log_evidence has no seed; Monte Carlo engines do
-    params = inspect.signature(engine.log_evidence).parameters
-    return "seed" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    return [create(e) if isinstance(e, str) else e for e in engines]
 
 
 def _row(label: str, ev: Evidence | None, seconds: float, note: str | None) -> dict[str, Any]:
@@ -179,7 +143,7 @@ class Comparison:
     rows : list of dict
         One dict per engine, in the order given, with the keys of :data:`COLUMNS`:
 
-        - ``engine`` (str): a short label such as ``"IS prior, K=1000"``;
+        - ``engine`` (str): the engine's ``label``, such as ``"IS prior, K=1000"``;
         - ``estimate`` (float or None): log p(x) of the whole data set, the sum over data
           (:attr:`Evidence.total`);
         - ``mean`` (float or None): the same per datum (:attr:`Evidence.mean`);
@@ -376,11 +340,11 @@ def compare(
     mask : torch.Tensor of shape (N, D), bool, optional
         True where an entry is observed.
     engines : list of Engine or str, optional
-        Engine instances, or names from :data:`ENGINE_NAMES` for their default settings
-        (see :func:`default_engine`). None runs every named engine; those that refuse the
-        story appear as rows with the reason in ``note``.
+        Engine instances, or names registered in :func:`ppl_lvm.inference.available` for their
+        registered settings. None runs every registered engine; those that refuse the story
+        appear as rows with the reason in ``note``.
     seed : int or None
-        Passed to every engine whose ``log_evidence`` takes a seed.
+        Passed to every engine's ``log_evidence`` (exact engines ignore it).
     out : path-like, optional
         A folder; the figure is saved there as ``compare.png``. None draws no figure (call
         :meth:`Comparison.plot` later for one).
@@ -404,7 +368,7 @@ def compare(
     >>> import torch
     >>> from ppl_lvm import models
     >>> from ppl_lvm.comparison import compare
-    >>> gmm = models.GaussianMixture(n_components=2, dim=2)
+    >>> gmm = models.GaussianMixture(dim=2, num_components=2)
     >>> table = compare(gmm, torch.randn(10, 2), engines=["enumeration", "is-prior", "elbo"])
     >>> [r["kind"] for r in table.rows]
     ['exact', 'estimate', None]
@@ -417,14 +381,13 @@ def compare(
     lvm = as_model(model)
     rows, labels = [], set()
     for engine in resolved:
-        label = _label(engine)
+        label = engine.label
         if label in labels:  # two engines with the same settings stay distinguishable
             label = f"{label} #{sum(r['engine'].startswith(label) for r in rows) + 1}"
         labels.add(label)
-        kwargs = {"seed": seed} if _takes_seed(engine) else {}
         start = time.perf_counter()
         try:
-            ev, note = engine.log_evidence(lvm, x, mask, **kwargs), None
+            ev, note = engine.log_evidence(lvm, x, mask, seed=seed), None
         except (UnsupportedModelError, ModelGuideMismatchError) as exc:
             # a refusal is an answer about the story, not a failure of the comparison;
             # any other error is a bug and propagates

@@ -18,13 +18,18 @@ from dataclasses import dataclass
 import torch
 
 from ._typing import ModelLike
-from .core.checks import check_data
+from .core.checks import check_data, check_positive_int
 from .core.errors import UnsupportedModelError
+from .core.memory import row_slices
 from .core.rng import seeded
-from .models._gaussian import gaussian_completions
 from .models.base import as_model
-from .models.linear import LinearGaussian
-from .models.mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
+from .models.capabilities import (
+    ExactCompletion,
+    Observation,
+    ParticleLogWeights,
+    ValueValidation,
+    has,
+)
 
 __all__ = ["Completion", "complete"]
 
@@ -83,10 +88,9 @@ def complete(
     Parameters
     ----------
     model : LatentVariableModel
-        A fitted ``GaussianMixture``, ``BernoulliMixture``, ``CategoricalMixture`` or
-        ``LinearGaussian`` (exact), or a model with an amortised guide, a
-        ``particle_log_weights`` method and an ``observation(z)`` method giving p(x | z)
-        (``VAE``, ``ToyVAE``, ``BinaryLatentFactors``; importance resampling).
+        A fitted model that declares ``ExactCompletion`` (the mixtures and ``LinearGaussian``:
+        exact), or ``ParticleLogWeights`` and ``Observation`` (``VAE``, ``ToyVAE``,
+        ``BinaryLatentFactors``: importance resampling with the guide).
     x : torch.Tensor of shape (N, D)
         Data; entries where ``mask`` is False are never read and may hold NaN.
     mask : torch.Tensor of shape (N, D), bool
@@ -104,7 +108,7 @@ def complete(
     Examples
     --------
     >>> from ppl_lvm import complete, datasets, models
-    >>> gmm = models.GaussianMixture(2, 2).set_parameters(
+    >>> gmm = models.GaussianMixture(2, num_components=2).set_parameters(
     ...     torch.tensor([0.5, 0.5]), torch.tensor([[0.0, 0.0], [4.0, 4.0]]), torch.ones(2, 2))
     >>> x = torch.tensor([[4.1, float("nan")]])
     >>> done = complete(gmm, x, ~x.isnan(), num_samples=5)
@@ -115,36 +119,39 @@ def complete(
     if mask is None:
         raise ValueError("complete needs a mask (True = observed) saying what to fill in.")
     x, mask = check_data(x, mask)
-    dim = getattr(lvm, "dim", None)
-    if dim is not None and x.shape[-1] != dim:
+    if lvm.dim is not None and x.shape[-1] != lvm.dim:
         raise ValueError(
-            f"x has {x.shape[-1]} features per datum but {lvm.name} was built for dim={dim}; "
+            f"x has {x.shape[-1]} features per datum but {lvm.name} was built for "
+            f"dim={lvm.dim}; "
             "pass data of shape (N, dim)."
         )
-    for label, value in (("num_samples", num_samples), ("num_particles", num_particles)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}.")
-    if isinstance(lvm, MixtureModel) and lvm.bayesian:
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("num_particles", num_particles)
+    exact = has(lvm, ExactCompletion)
+    resampled = has(lvm, ParticleLogWeights) and has(lvm, Observation)
+    if not exact and isinstance(lvm, ExactCompletion):
+        # declared but switched off for this instance: a mixture with priors on its parameters
         raise UnsupportedModelError(
             f"{lvm.name}(bayesian=True) has a posterior over its parameters; complete with a "
             "point-estimate mixture (bayesian=False)."
         )
+    if not (exact or resampled):
+        raise UnsupportedModelError(
+            f"story '{lvm.name}' cannot be completed here: declare ExactCompletion "
+            "(complete_exact), or ParticleLogWeights and Observation (particle_log_weights(x, "
+            "mask, K) and observation(z), the distribution p(x | z)), as the built-in VAE does; "
+            "see ppl_lvm.models.capabilities."
+        )
     x = x.to(_dtype(lvm, x))
     with torch.no_grad(), seeded(seed):
-        if isinstance(lvm, MixtureModel):
-            lvm._validate_values(x, mask)
-            samples, sample_means, mean = _mixture(lvm, x, mask, num_samples)
+        if has(lvm, ValueValidation):
+            lvm.validate_values(x, mask)
+        if exact:
+            with lvm.scoped():
+                samples, sample_means, mean = lvm.complete_exact(x, mask, num_samples)
             return Completion(samples, sample_means, mean, x, mask, "exact")
-        if isinstance(lvm, LinearGaussian):
-            samples, sample_means, mean = _linear(lvm, x, mask, num_samples)
-            return Completion(samples, sample_means, mean, x, mask, "exact")
-        if hasattr(lvm, "particle_log_weights") and hasattr(lvm, "observation"):
-            out = _resample(lvm, x, mask, num_samples, num_particles)
-            return Completion(*out[:3], x, mask, "importance resampling", ess=out[3])
-    raise UnsupportedModelError(
-        f"story '{lvm.name}' cannot be completed here: give it particle_log_weights(x, mask, K) "
-        "and observation(z) (the distribution p(x | z)), as the built-in VAE has."
-    )
+        out = _resample(lvm, x, mask, num_samples, num_particles)
+        return Completion(*out[:3], x, mask, "importance resampling", ess=out[3])
 
 
 def _dtype(lvm, x: torch.Tensor) -> torch.dtype:
@@ -156,48 +163,12 @@ def _keep_observed(values: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) ->
     return torch.where(mask, x, values)
 
 
-def _mixture(lvm: MixtureModel, x, mask, num_samples: int):
-    """Exact: z_s ~ p(z | x_o) by enumeration, then x_m | z_s, x_o in closed form."""
-    post = torch.softmax(lvm.enumerate_log_joint(x, mask), -1)  # (N, K)
-    z = torch.multinomial(post, num_samples, replacement=True).T  # (S, N)
-    if isinstance(lvm, CategoricalMixture):
-        probs = lvm.probs_  # (K, D, C)
-        draws = torch.distributions.Categorical(probs=probs[z]).sample().to(x.dtype)  # (S, N, D)
-        samples = _keep_observed(draws, x, mask)
-        sample_means = _keep_observed(probs[z].argmax(-1).to(x.dtype), x, mask)
-        mix = torch.einsum("nk,kdc->ndc", post, probs)
-        return samples, sample_means, _keep_observed(mix.argmax(-1).to(x.dtype), x, mask)
-    if isinstance(lvm, BernoulliMixture):
-        comp = lvm.probs_  # (K, D)
-        cond = comp[z]  # (S, N, D)
-        samples = _keep_observed(torch.bernoulli(cond), x, mask)
-        return samples, _keep_observed(cond, x, mask), _keep_observed(post @ comp, x, mask)
-    if not isinstance(lvm, GaussianMixture):
-        raise UnsupportedModelError(f"no closed-form completion for {lvm.name}.")
-    locs = lvm.means_
-    if lvm.covariance != "full":
-        var = lvm.covariances_
-        if lvm.covariance == "spherical":
-            var = var.unsqueeze(-1).expand_as(locs)
-        loc_s, sd_s = locs[z], var.sqrt()[z]  # (S, N, D)
-        samples = _keep_observed(loc_s + sd_s * torch.randn_like(loc_s), x, mask)
-        return samples, _keep_observed(loc_s, x, mask), _keep_observed(post @ locs, x, mask)
-    return gaussian_completions(x, mask, locs, lvm.covariances_, num_samples, post, z)
-
-
-def _linear(lvm: LinearGaussian, x, mask, num_samples: int):
-    """Exact: x ~ N(b, W Wᵀ + σ² I), so x_m | x_o is Gaussian."""
-    return gaussian_completions(x, mask, lvm.mean_, lvm.covariance_, num_samples)
-
-
 def _resample(lvm, x, mask, num_samples: int, num_particles: int):
     """Sampling importance resampling with the guide, in chunks of data."""
-    d = x.shape[-1]
-    chunk = max(1, min(x.shape[0], 2**24 // (num_particles * d)))
     samples, sample_means, mean, ess = [], [], [], []
     with lvm.scoped():
-        for start in range(0, x.shape[0], chunk):
-            xb, mb = x[start : start + chunk], mask[start : start + chunk]
+        for rows in row_slices(x.shape[0], num_particles * x.shape[-1]):
+            xb, mb = x[rows], mask[rows]
             lw = lvm.particle_log_weights(xb, mb, num_particles)
             z = lw.samples[lw.local_sites[0]]  # (K, n, ...)
             w = torch.softmax(lw.local, 0)  # (K, n)

@@ -289,8 +289,8 @@ def restart_rhat(
     ----------
     make_model : callable
         ``make_model() -> model``, a new unfitted model per call (e.g. ``lambda:
-        GaussianMixture(3, 2, bayesian=True)`` with SVI, or a point-estimate mixture with
-        ``Enumeration`` and ``fit_kwargs={"method": "em"}``).
+        GaussianMixture(2, num_components=3, bayesian=True)`` with SVI, or a point-estimate
+        mixture with ``Enumeration`` and ``fit_kwargs={"method": "em"}``).
     x : torch.Tensor of shape (N, D)
     engine : Engine
     seeds : sequence of int
@@ -409,7 +409,7 @@ def choose_components(
     ----------
     make_model : callable
         ``make_model(K) -> model`` with global latent sites, e.g. ``lambda k:
-        GaussianMixture(k, D, bayesian=True)``.
+        GaussianMixture(D, num_components=k, bayesian=True)``.
     x : torch.Tensor of shape (N, D)
     ks : sequence of int
         The numbers of components to compare.

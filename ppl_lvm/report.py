@@ -49,10 +49,6 @@ class Report:
         """A paragraph of plain text."""
         self._parts.append(f"<p>{html.escape(text)}</p>")
 
-    def preformatted(self, text: str) -> None:
-        """Monospaced text, e.g. a printed table."""
-        self._parts.append(f"<pre>{html.escape(text)}</pre>")
-
     def table(self, rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
         """A table; floats are shown with four significant figures."""
 

@@ -41,7 +41,11 @@ def _gmm_full() -> tuple[models.GaussianMixture, dict[str, torch.Tensor]]:
             dtype=torch.float64,
         ),
     }
-    gmm = models.GaussianMixture(3, 2, "full").double().set_parameters(**params)
+    gmm = (
+        models.GaussianMixture(2, num_components=3, covariance="full")
+        .double()
+        .set_parameters(**params)
+    )
     return gmm, params
 
 
@@ -175,7 +179,7 @@ def test_bayesian_mixture_log_lik_uses_each_drawn_global():
     """SVI on a bayesian=True mixture: log_lik[s, n] = log Σ_k π_sk N(x_n | μ_sk, σ_sk), the
     joint log_p adds the priors, and the labels are drawn from p(z_n | x_n, θ_s)."""
     x = _blobs(10).float()
-    gmm = models.GaussianMixture(3, 2, bayesian=True, prior_scale=5.0)
+    gmm = models.GaussianMixture(2, num_components=3, bayesian=True, prior_scale=5.0)
     gmm.sites(x, which="guide")  # builds the guide: draws near the prior's median
     post = SVI().posterior(gmm, x, num_samples=2000, seed=0)
     w, locs, scales = (post.samples[k] for k in ("weights", "locs", "scales"))
@@ -407,14 +411,18 @@ def test_restart_rhat_sees_label_switching_between_em_restarts():
     R-hat of the labels explodes while the label-free log-likelihood agrees."""
     x = _blobs(20)
     out = diagnostics.restart_rhat(
-        lambda: models.GaussianMixture(3, 2).double(), x, Enumeration(), [0, 1, 2, 3]
+        lambda: models.GaussianMixture(2, num_components=3).double(), x, Enumeration(), [0, 1, 2, 3]
     )
     assert out.verdict == "label switching" and out.flagged == ("z",)
     assert out.max_rhat["z"] > 1.01 and len(out.fits) == 4
     assert np.ptp(out.log_lik) < 1e-6 and math.isnan(out.log_lik_rhat)
     assert out.idata.posterior["z"].shape == (4, 1000, 60)
     same = diagnostics.restart_rhat(
-        lambda: models.GaussianMixture(3, 2).double(), x, Enumeration(), [0, 0], num_samples=500
+        lambda: models.GaussianMixture(2, num_components=3).double(),
+        x,
+        Enumeration(),
+        [0, 0],
+        num_samples=500,
     )
     assert same.verdict == "agree" and same.flagged == ()
 
@@ -433,7 +441,9 @@ def test_restart_rhat_sees_local_optima():
     )
 
     def make():
-        return models.GaussianMixture(2, 1).set_parameters(torch.tensor([0.5, 0.5]), *next(starts))
+        return models.GaussianMixture(1, num_components=2).set_parameters(
+            torch.tensor([0.5, 0.5]), *next(starts)
+        )
 
     out = diagnostics.restart_rhat(
         make, x, Enumeration(), [0, 1], fit_kwargs={"initialize": False}, num_samples=300
@@ -451,9 +461,9 @@ def _warm_bayesian_gmm(k: int, x: torch.Tensor) -> models.GaussianMixture:
     From its default start (every component at the origin) SVI needs hundreds of steps to
     separate the components; this keeps the test to tens of steps.
     """
-    point = models.GaussianMixture(k, 2).double()
+    point = models.GaussianMixture(2, num_components=k).double()
     Enumeration().fit(point, x, seed=0)
-    model = models.GaussianMixture(k, 2, bayesian=True, prior_scale=5.0).double()
+    model = models.GaussianMixture(2, num_components=k, bayesian=True, prior_scale=5.0).double()
     model.sites(x, which="guide")  # builds the guide's parameters
     model.load_state_dict(
         {
@@ -496,7 +506,7 @@ def test_choose_components_refuses_point_estimates_before_fitting():
 
     def make(k):
         calls.append(k)
-        return models.GaussianMixture(k, 2)
+        return models.GaussianMixture(2, num_components=k)
 
     with pytest.raises(ValueError, match="bayesian=True"):
         diagnostics.choose_components(make, _blobs(5).float(), [1, 2], SVI())

@@ -21,7 +21,7 @@ def _grads(engine: SVI, vae: models.VAE, x: torch.Tensor, seed: int) -> dict[str
     """Gradient of the step objective (per datum, full batch) for one draw of the particles."""
     vae.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    obj = engine._step_objective(vae, x, None, x.shape[0], 1, False)
+    obj = engine._objective.step(vae, x, None, x.shape[0], 1, False)
     obj.backward()
     return {n: p.grad.detach().clone() for n, p in vae.named_parameters()}
 
@@ -38,9 +38,9 @@ def test_value_and_decoder_gradient_equal_the_standard_estimator():
     x = torch.randn(7, 5)
     standard, dreg = _engines(6)
     torch.manual_seed(1)
-    v_std = standard._step_objective(vae, x, None, 7, 1, False)
+    v_std = standard._objective.step(vae, x, None, 7, 1, False)
     torch.manual_seed(1)
-    v_dreg = dreg._step_objective(vae, x, None, 7, 1, False)
+    v_dreg = dreg._objective.step(vae, x, None, 7, 1, False)
     torch.testing.assert_close(v_dreg, v_std, rtol=1e-12, atol=1e-12)
     g_std, g_dreg = _grads(standard, vae, x, 2), _grads(dreg, vae, x, 2)
     for name in g_std:

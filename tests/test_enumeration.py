@@ -173,7 +173,7 @@ def test_refuses_thirty_binary_features_with_their_count():
 
 def test_refuses_bayesian_mixture():
     """Priors on the globals leave no exact sum; the error names the sites and engines."""
-    gmm = models.GaussianMixture(2, 3, bayesian=True)
+    gmm = models.GaussianMixture(3, num_components=2, bayesian=True)
     with pytest.raises(UnsupportedModelError, match=r"global latent sites \['weights', 'locs'"):
         Enumeration().log_evidence(gmm, torch.zeros(4, 3))
 
@@ -240,14 +240,14 @@ def test_fit_argument_errors(small_data, bad):
     """Bad fit arguments are named."""
     x, _ = small_data
     with pytest.raises(ValueError, match=next(iter(bad))):
-        Enumeration().fit(models.GaussianMixture(2, 3).double(), x, **bad)
+        Enumeration().fit(models.GaussianMixture(3, num_components=2).double(), x, **bad)
 
 
 # ---------------------------------------------------------------------------------------------
 # built-in mixtures: the direct tensor path against the generic Pyro path and scikit-learn
 def _random_gmm(cov, k=3, d=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    gmm = models.GaussianMixture(k, d, cov).double()
+    gmm = models.GaussianMixture(d, num_components=k, covariance=cov).double()
     w = torch.rand(k, generator=g) + 0.2
     means = torch.randn(k, d, generator=g)
     if cov == "diag":
@@ -262,7 +262,7 @@ def _random_gmm(cov, k=3, d=4, seed=0):
 
 def _sklearn_with(gmm):
     cov = gmm.covariance
-    sk = SkGaussianMixture(gmm.n_components, covariance_type=cov)
+    sk = SkGaussianMixture(gmm.num_components, covariance_type=cov)
     sk.weights_ = gmm.weights_.numpy()
     sk.means_ = gmm.means_.numpy()
     sk.covariances_ = gmm.covariances_.numpy()
@@ -297,8 +297,10 @@ FAMILIES = {
     "diag": lambda: _random_gmm("diag"),
     "full": lambda: _random_gmm("full"),
     "spherical": lambda: _random_gmm("spherical"),
-    "bernoulli": lambda: models.BernoulliMixture(3, 4).double(),
-    "categorical": lambda: models.CategoricalMixture(3, 4, 4).double(),
+    "bernoulli": lambda: models.BernoulliMixture(4, num_components=3).double(),
+    "categorical": lambda: models.CategoricalMixture(
+        4, num_components=3, num_categories=4
+    ).double(),
 }
 
 
@@ -346,7 +348,7 @@ def test_full_covariance_with_missing_entries_is_the_marginal():
 def test_em_on_digits_beats_or_matches_sklearn_from_same_start(digits):
     """From identical initial parameters, our EM reaches scikit-learn's log-likelihood."""
     x = digits.x.double()
-    gmm = models.GaussianMixture(10, 64, "diag").double()
+    gmm = models.GaussianMixture(64, num_components=10, covariance="diag").double()
     gmm.initialize(x, None, seed=0)
     init = (gmm.weights_.clone(), gmm.means_.clone(), gmm.covariances_.clone())
     fit = Enumeration().fit(gmm, x, method="em", initialize=False, max_steps=300, tol=1e-3)
@@ -383,13 +385,13 @@ def test_em_history_never_decreases(kind, masked):
     n, d = 300, 6
     if kind == "bernoulli":
         x = (torch.rand(n, d, generator=g) < torch.linspace(0.1, 0.9, d)).double()
-        model = models.BernoulliMixture(4, d).double()
+        model = models.BernoulliMixture(d, num_components=4).double()
     elif kind == "categorical":
         x = torch.randint(0, 4, (n, d), generator=g).double()
-        model = models.CategoricalMixture(4, d, 4).double()
+        model = models.CategoricalMixture(d, num_components=4, num_categories=4).double()
     else:
         x = torch.randn(n, d, generator=g) + 3 * (torch.rand(n, 1, generator=g) > 0.5)
-        model = models.GaussianMixture(4, d, kind).double()
+        model = models.GaussianMixture(d, num_components=4, covariance=kind).double()
     mask = (torch.rand(n, d, generator=g) > 0.4) if masked else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -400,9 +402,9 @@ def test_em_history_never_decreases(kind, masked):
 
 
 def test_convergence_warning_and_restarts(digits):
-    """Too few steps warn; n_init restarts keep the best final log-likelihood."""
+    """Too few steps warn; num_init restarts keep the best final log-likelihood."""
     x = digits.x[:400].double()
-    gmm = models.GaussianMixture(5, 64, "diag", n_init=3).double()
+    gmm = models.GaussianMixture(64, num_components=5, covariance="diag", num_init=3).double()
     with pytest.warns(ConvergenceWarning, match="did not converge in 2 steps"):
         fit = Enumeration().fit(gmm, x, method="em", max_steps=2)
     assert len(fit.info["restarts"]) == 3
@@ -415,9 +417,9 @@ def test_gradient_fit_reaches_em_optimum():
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[-3.0, 0.0], [3.0, 1.0], [0.0, 4.0]])
     x = centres[torch.randint(0, 3, (600,), generator=g)] + 0.5 * torch.randn(600, 2, generator=g)
-    em = models.GaussianMixture(3, 2, "diag").double()
+    em = models.GaussianMixture(2, num_components=3, covariance="diag").double()
     Enumeration().fit(em, x, method="em", seed=0, tol=1e-8, max_steps=500)
-    gd = models.GaussianMixture(3, 2, "diag").double()
+    gd = models.GaussianMixture(2, num_components=3, covariance="diag").double()
     fit = Enumeration().fit(gd, x, method="gradient", seed=0, lr=0.05, max_steps=1500, tol=1e-9)
     ll_em = Enumeration().log_evidence(em, x).mean
     ll_gd = Enumeration().log_evidence(gd, x).mean

@@ -11,6 +11,7 @@ import torch
 from pyro.infer import Importance
 
 from ppl_lvm import datasets, models
+from ppl_lvm.core.stats import log_mean_weight
 from ppl_lvm.inference import (
     SVI,
     Enumeration,
@@ -18,7 +19,6 @@ from ppl_lvm.inference import (
     ModelGuideMismatchError,
     UnsupportedModelError,
 )
-from ppl_lvm.inference.importance import log_mean_weight
 from ppl_lvm.models import from_functions
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -29,13 +29,13 @@ def _fitted(kind):
     g = torch.Generator().manual_seed(0)
     if kind == "bernoulli":
         x = (torch.rand(60, 8, generator=g) < torch.linspace(0.1, 0.9, 8)).double()
-        model = models.BernoulliMixture(3, 8).double()
+        model = models.BernoulliMixture(8, num_components=3).double()
     elif kind == "categorical":
         x = torch.randint(0, 4, (60, 8), generator=g).double()
-        model = models.CategoricalMixture(3, 8, 4).double()
+        model = models.CategoricalMixture(8, num_components=3, num_categories=4).double()
     else:
         x = torch.randn(60, 4, generator=g) + 2 * (torch.rand(60, 1, generator=g) > 0.5)
-        model = models.GaussianMixture(3, 4, kind).double()
+        model = models.GaussianMixture(4, num_components=3, covariance=kind).double()
     Enumeration().fit(model, x, method="em", max_steps=50, tol=1e-4)
     return model, x[:6]
 
@@ -184,7 +184,7 @@ def test_argument_errors():
         ImportanceSampling(num_particles=0)
     with pytest.raises(UnsupportedModelError, match="global latent sites"):
         ImportanceSampling("prior").log_evidence(
-            models.GaussianMixture(2, 3, bayesian=True), torch.zeros(2, 3)
+            models.GaussianMixture(3, num_components=2, bayesian=True), torch.zeros(2, 3)
         )
 
 

@@ -83,7 +83,7 @@ def test_full_covariance_em_step_with_missing_entries_matches_a_reference(patter
         mask = mask[torch.arange(n) % 3]  # three patterns, one of them complete
         mask[::3] = True
     mask[:, 0] |= ~mask.any(1)  # every datum sees at least one entry
-    gmm = models.GaussianMixture(k, d, "full", reg_covar=1e-6)
+    gmm = models.GaussianMixture(d, num_components=k, covariance="full", reg_covar=1e-6)
     covs = torch.stack([_spd(d, g) for _ in range(k)])
     gmm.set_parameters(torch.tensor([0.2, 0.3, 0.5]), torch.randn(k, d, generator=g), covs)
     resp = torch.softmax(torch.randn(n, k, generator=g), -1)
@@ -104,9 +104,9 @@ def test_full_covariance_em_with_missing_entries_reaches_the_gradient_optimum():
     x = torch.randn(400, d, generator=g) @ chol.T + torch.tensor([1.0, -2.0, 0.5])
     mask = torch.rand(400, d, generator=g) > 0.4
     mask[:, 1] |= ~mask.any(1)
-    em = models.GaussianMixture(1, d, "full", reg_covar=0.0)
+    em = models.GaussianMixture(d, num_components=1, covariance="full", reg_covar=0.0)
     fit_em = Enumeration().fit(em, x, mask, method="em", max_steps=500, tol=1e-12)
-    grad = models.GaussianMixture(1, d, "full", reg_covar=0.0)
+    grad = models.GaussianMixture(d, num_components=1, covariance="full", reg_covar=0.0)
     grad.load_state_dict(em.state_dict())
     fit_grad = Enumeration().fit(
         grad, x, mask, method="gradient", initialize=False, max_steps=300, tol=1e-12, lr=0.01
@@ -150,7 +150,7 @@ def test_gaussian_mixture_completion_is_exact(covariance):
     mean of 4,000 sampled completions lies within 4.5 standard errors of it."""
     g = torch.Generator().manual_seed(3)
     k, d, n = 3, 4, 6
-    gmm = models.GaussianMixture(k, d, covariance)
+    gmm = models.GaussianMixture(d, num_components=k, covariance=covariance)
     covs = {
         "diag": torch.rand(k, d, generator=g) + 0.3,
         "spherical": torch.rand(k, generator=g) + 0.3,
@@ -175,7 +175,7 @@ def test_bernoulli_mixture_completion_is_exact():
     """Pixel probabilities of the missing entries are Σ_k p(k | x_o) p_kd, by brute force."""
     g = torch.Generator().manual_seed(5)
     k, d = 3, 6
-    bmm = models.BernoulliMixture(k, d)
+    bmm = models.BernoulliMixture(d, num_components=k)
     probs = torch.rand(k, d, generator=g) * 0.9 + 0.05
     weights = torch.tensor([0.2, 0.5, 0.3])
     with torch.no_grad():
@@ -241,11 +241,15 @@ def test_vae_completion_by_importance_resampling():
 def test_completion_refusals():
     """No mask, a Bayesian mixture or a story without the needed methods: a clear error."""
     x = torch.randn(3, 2)
-    gmm = models.GaussianMixture(2, 2)
+    gmm = models.GaussianMixture(2, num_components=2)
     with pytest.raises(ValueError, match="needs a mask"):
         complete(gmm, x, None)
     with pytest.raises(UnsupportedModelError, match="bayesian=False"):
-        complete(models.GaussianMixture(2, 2, bayesian=True), x, torch.ones(3, 2, dtype=bool))
+        complete(
+            models.GaussianMixture(2, num_components=2, bayesian=True),
+            x,
+            torch.ones(3, 2, dtype=bool),
+        )
 
     def model(x, mask=None):
         pass
@@ -287,7 +291,7 @@ def test_observed_part_evidence_in_every_engine(pattern):
 
     g = torch.Generator().manual_seed(7)
     k, d, n = 3, 6, 8
-    gmm = models.GaussianMixture(k, d, "full")
+    gmm = models.GaussianMixture(d, num_components=k, covariance="full")
     gmm.set_parameters(
         torch.tensor([0.3, 0.3, 0.4]),
         2 * torch.randn(k, d, generator=g),
@@ -339,7 +343,7 @@ def test_gaussian_mixtures_train_with_half_the_entries_missing():
     x, centres = _two_clusters(800, 4, g)
     mask = torch.rand(800, 4, generator=g) > 0.5
     for covariance in ("diag", "full"):
-        gmm = models.GaussianMixture(2, 4, covariance)
+        gmm = models.GaussianMixture(4, num_components=2, covariance=covariance)
         Enumeration().fit(gmm, torch.where(mask, x, torch.nan), mask, method="em", seed=0)
         order = gmm.means_[:, 0].argsort()
         assert (gmm.means_[order] - centres).abs().max() < 0.25, covariance
@@ -355,10 +359,10 @@ def test_top_half_missing_in_every_datum_learns_the_bottom_half_exactly():
     mask[:, :3] = False
     start_means = torch.randn(2, 6, generator=g)
     start_var = torch.rand(2, 6, generator=g) + 0.5
-    part = models.GaussianMixture(2, 6).set_parameters(
+    part = models.GaussianMixture(6, num_components=2).set_parameters(
         torch.tensor([0.5, 0.5]), start_means, start_var
     )
-    bottom = models.GaussianMixture(2, 3).set_parameters(
+    bottom = models.GaussianMixture(3, num_components=2).set_parameters(
         torch.tensor([0.5, 0.5]), start_means[:, 3:], start_var[:, 3:]
     )
     kw = {"method": "em", "initialize": False, "max_steps": 50, "tol": 1e-12}
@@ -381,7 +385,7 @@ def test_bernoulli_mixture_trains_with_half_the_pixels_missing():
     labels = (torch.rand(2000, generator=g) > 0.5).long()
     x = torch.bernoulli(probs[labels], generator=g)
     mask = torch.rand(2000, 6, generator=g) > 0.5
-    bmm = models.BernoulliMixture(2, 6)
+    bmm = models.BernoulliMixture(6, num_components=2)
     Enumeration().fit(bmm, torch.where(mask, x, torch.nan), mask, method="em", seed=0)
     order = bmm.probs_[:, 0].argsort(descending=True)
     assert (bmm.probs_[order] - probs).abs().max() < 0.06
@@ -412,7 +416,7 @@ def test_linear_gaussian_trains_with_half_the_entries_missing():
 def test_full_covariance_log_prob_grouped_by_pattern_equals_per_datum():
     """Scoring observed blocks pattern by pattern equals the per-datum embedding."""
     from ppl_lvm.models._gaussian import masked_mvn_log_prob
-    from ppl_lvm.models.mixture import _full_log_prob
+    from ppl_lvm.models.gaussian_mixture import _full_log_prob
 
     g = torch.Generator().manual_seed(12)
     k, d, n = 3, 5, 40
@@ -438,7 +442,10 @@ def test_bernoulli_mixture_with_the_top_half_missing_learns_the_bottom_half_exac
     mask = torch.ones(400, 6, dtype=torch.bool)
     mask[:, :3] = False
     start = torch.rand(2, 6, generator=g) * 0.6 + 0.2
-    part, bottom = models.BernoulliMixture(2, 6), models.BernoulliMixture(2, 3)
+    part, bottom = (
+        models.BernoulliMixture(6, num_components=2),
+        models.BernoulliMixture(3, num_components=2),
+    )
     with torch.no_grad():
         for model, p in ((part, start), (bottom, start[:, 3:])):
             model._set_weights(torch.tensor([0.5, 0.5]))

@@ -12,7 +12,7 @@ from pyro.optim import Adam
 from ppl_lvm import models
 from ppl_lvm.inference import Enumeration
 from ppl_lvm.inference._weights import log_weights
-from ppl_lvm.models.mixture import _select, kmeans_plusplus
+from ppl_lvm.models.mixture_base import _select, kmeans_plusplus
 
 
 def test_set_parameters_round_trip_and_shapes():
@@ -26,19 +26,19 @@ def test_set_parameters_round_trip_and_shapes():
         "full": torch.tensor([[2.0, 0.3], [0.3, 1.0]]).expand(k, d, d).clone(),
     }
     for cov, c in covs.items():
-        g = models.GaussianMixture(k, d, cov).set_parameters(w, m, c)
+        g = models.GaussianMixture(d, num_components=k, covariance=cov).set_parameters(w, m, c)
         torch.testing.assert_close(g.weights_, w)
         torch.testing.assert_close(g.means_, m)
         torch.testing.assert_close(g.covariances_, c)
     with pytest.raises(
         ValueError, match=r"expected weights \(3,\), means \(3, 2\) and covariances"
     ):
-        models.GaussianMixture(k, d).set_parameters(w, m, torch.ones(k))
+        models.GaussianMixture(d, num_components=k).set_parameters(w, m, torch.ones(k))
 
 
 def test_fitted_attributes_are_copies():
     """Mutating means_ does not touch the model."""
-    g = models.GaussianMixture(2, 2)
+    g = models.GaussianMixture(2, num_components=2)
     g.means_.add_(5.0)
     assert torch.all(g.means_ == 0)
 
@@ -46,11 +46,26 @@ def test_fitted_attributes_are_copies():
 @pytest.mark.parametrize(
     "make, pattern",
     [
-        (lambda: models.GaussianMixture(0, 2), "n_components must be an int >= 1"),
-        (lambda: models.GaussianMixture(2, 2, "tied"), "covariance must be 'diag', 'full'"),
-        (lambda: models.GaussianMixture(2, 2, reg_covar=-1.0), "reg_covar must be >= 0"),
-        (lambda: models.CategoricalMixture(2, 3, 1), "num_categories must be an int >= 2"),
-        (lambda: models.BernoulliMixture(2, 3, n_init=0), "n_init must be an int >= 1"),
+        (
+            lambda: models.GaussianMixture(2, num_components=0),
+            "num_components must be a positive int",
+        ),
+        (
+            lambda: models.GaussianMixture(2, num_components=2, covariance="tied"),
+            "covariance must be one of 'diag', 'full'",
+        ),
+        (
+            lambda: models.GaussianMixture(2, num_components=2, reg_covar=-1.0),
+            "reg_covar must be >= 0",
+        ),
+        (
+            lambda: models.CategoricalMixture(3, num_components=2, num_categories=1),
+            "num_categories must be an int >= 2",
+        ),
+        (
+            lambda: models.BernoulliMixture(3, num_components=2, num_init=0),
+            "num_init must be a positive int",
+        ),
     ],
 )
 def test_constructor_errors(make, pattern):
@@ -75,7 +90,7 @@ def test_kmeans_plusplus_is_seeded_and_spreads_out():
 def test_initialize_is_reproducible():
     """initialize with the same seed gives identical parameters; another seed differs."""
     x = torch.randn(100, 3)
-    a, b, c = (models.GaussianMixture(4, 3) for _ in range(3))
+    a, b, c = (models.GaussianMixture(3, num_components=4) for _ in range(3))
     a.initialize(x, None, seed=1)
     b.initialize(x, None, seed=1)
     c.initialize(x, None, seed=2)
@@ -99,9 +114,21 @@ def test_select_gathers_per_particle_parameters():
 @pytest.mark.parametrize(
     "model, x, pattern",
     [
-        (models.BernoulliMixture(2, 3), torch.tensor([[0.0, 0.5, 1.0]]), "binary data"),
-        (models.CategoricalMixture(2, 3, 4), torch.tensor([[0.0, 4.0, 1.0]]), "codes 0..3"),
-        (models.CategoricalMixture(2, 3, 4), torch.tensor([[0.0, 1.5, 1.0]]), "codes 0..3"),
+        (
+            models.BernoulliMixture(3, num_components=2),
+            torch.tensor([[0.0, 0.5, 1.0]]),
+            "binary data",
+        ),
+        (
+            models.CategoricalMixture(3, num_components=2, num_categories=4),
+            torch.tensor([[0.0, 4.0, 1.0]]),
+            "codes 0..3",
+        ),
+        (
+            models.CategoricalMixture(3, num_components=2, num_categories=4),
+            torch.tensor([[0.0, 1.5, 1.0]]),
+            "codes 0..3",
+        ),
     ],
 )
 def test_fit_refuses_values_outside_the_support(model, x, pattern):
@@ -112,7 +139,7 @@ def test_fit_refuses_values_outside_the_support(model, x, pattern):
 
 def test_bayesian_sites_and_guide():
     """bayesian=True makes the globals latent sites with priors and a guide over them."""
-    g = models.GaussianMixture(3, 2, "full", bayesian=True)
+    g = models.GaussianMixture(2, num_components=3, covariance="full", bayesian=True)
     x = torch.randn(10, 2)
     sites = g.sites(x)
     assert [k for k, s in sites.items() if s.latent and not s.local] == [
@@ -131,7 +158,9 @@ def test_bayesian_mixture_learns_with_traceenum_elbo():
     pyro.set_rng_seed(0)
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(100, 1, generator=g) - 3, torch.randn(100, 1, generator=g) + 3])
-    gmm = models.GaussianMixture(2, 1, "diag", bayesian=True, prior_scale=5.0)
+    gmm = models.GaussianMixture(
+        1, num_components=2, covariance="diag", bayesian=True, prior_scale=5.0
+    )
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     with gmm.scoped():
         gmm.guide(x)  # creates the guide's parameters
@@ -144,7 +173,7 @@ def test_bayesian_mixture_learns_with_traceenum_elbo():
 
 def test_bayesian_mixture_under_vectorised_particles():
     """Globals drawn per particle are used per particle: the weighting routine runs."""
-    gmm = models.BernoulliMixture(2, 3, bayesian=True)
+    gmm = models.BernoulliMixture(3, num_components=2, bayesian=True)
     x = (torch.rand(5, 3) > 0.5).float()
 
     def guide(x, mask=None):

@@ -19,3 +19,12 @@ def test_readme_example_runs(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     value = float(re.search(r"first digit: (-?[\d.]+) nats", out).group(1))
     assert math.isfinite(value) and "local=True" in out
+
+
+def test_readme_engine_table_is_the_registry():
+    """The README's table of engines is exactly what the registry renders."""
+    from ppl_lvm.inference.registry import markdown_table
+
+    text = README.read_text()
+    table = text.split("<!-- engines -->\n", 1)[1].split("\n<!-- /engines -->", 1)[0]
+    assert table == markdown_table()

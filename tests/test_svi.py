@@ -112,7 +112,7 @@ def test_minibatch_objective_is_scaled_to_the_full_data(data, objective):
     story = from_functions(conjugate_model, exact_guide)
     story.sites(data)
     idx = torch.tensor([3, 17, 8, 30, 1])
-    value = engine._step_objective(story, data[idx], None, len(data), 1, False)
+    value = engine._objective.step(story, data[idx], None, len(data), 1, False)
     expected = (len(data) / len(idx)) * exact_log_px(data[idx], 0.0).sum() / len(data)
     assert value.item() == pytest.approx(expected.item(), rel=1e-10)
 
@@ -196,7 +196,7 @@ def test_early_stopping_restores_the_best(data):
     best = max(range(len(vals)), key=vals.__getitem__)
     assert len(vals) - 1 - best == 3  # stopped exactly `patience` checks after the best
     assert vals[-1] < vals[best] - 1.0  # and the bound had clearly fallen
-    assert engine._mean_bound(vae, x, None) == pytest.approx(vals[best], abs=0.3)
+    assert engine.mean_bound(vae, x, None) == pytest.approx(vals[best], abs=0.3)
 
 
 def test_two_fits_never_share_parameters(data):
@@ -225,7 +225,9 @@ def test_argument_and_model_refusals(data):
     with pytest.raises(UnsupportedModelError, match="needs a guide"):
         SVI().fit(conjugate_model, data, epochs=1)
     with pytest.raises(UnsupportedModelError, match="global latent sites"):
-        SVI(objective="iwae").fit(models.GaussianMixture(2, 3, bayesian=True), data, epochs=1)
+        SVI(objective="iwae").fit(
+            models.GaussianMixture(3, num_components=2, bayesian=True), data, epochs=1
+        )
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             SVI().fit((conjugate_model, exact_guide), data, epochs=1, device="cuda")
@@ -235,7 +237,7 @@ def test_enumerated_mixture_trains_by_traceenum(data):
     """A point-estimate mixture (z enumerated, empty guide) trains with TraceEnum_ELBO and its
     exact likelihood rises; its per-datum bound is sent to Enumeration."""
     x = torch.cat([data, -data])
-    gmm = models.GaussianMixture(2, 3).double()
+    gmm = models.GaussianMixture(3, num_components=2).double()
     # a poor start: both components near the origin
     gmm.set_parameters(
         torch.tensor([0.5, 0.5]), torch.tensor([[0.1] * 3, [-0.1] * 3]), torch.ones(2, 3)

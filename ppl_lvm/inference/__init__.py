@@ -1,5 +1,7 @@
 """Inference engines, one per module, all subclassing :class:`Engine`, and the one registry."""
 
+from functools import partial
+
 from ..core.errors import ModelGuideMismatchError, UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.posterior import Posterior
@@ -10,6 +12,32 @@ from .enumeration import Enumeration
 from .importance import ImportanceSampling
 from .registry import EngineSpec, available, create, register, spec, unregister
 from .svi import SVI
+
+# The built-in engines, under the names the CLI has always used. One place: compare, the CLI's
+# --engine, the demo and the README's table all read it. The bounds use 100 particles, which
+# makes them tight enough to compare; `create("iwae", num_particles=20)` trains cheaper.
+register("enumeration", Enumeration, label="exact log p(x), every discrete latent summed out")
+_PROPOSALS = {
+    "prior": "particles from the prior (naive Monte Carlo)",
+    "uniform": "particles uniform over a finite latent space (naive Monte Carlo)",
+    "guide": "particles from the learned guide q(z | x)",
+}
+for _proposal, _text in _PROPOSALS.items():
+    register(
+        f"is-{_proposal}",
+        partial(ImportanceSampling, proposal=_proposal, num_particles=1000),
+        label=f"importance sampling, {_text}",
+    )
+register("elbo", partial(SVI, objective="elbo", num_particles=100), label="evidence lower bound")
+register(
+    "iwae", partial(SVI, objective="iwae", num_particles=100), label="importance-weighted bound"
+)
+register(
+    "meanfield",
+    partial(SVI, objective="meanfield"),
+    label="ELBO with its KL in closed form, the default fit of deep models",
+)
+del _proposal, _text, _PROPOSALS
 
 __all__ = [
     "SVI",

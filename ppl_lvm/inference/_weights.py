@@ -19,8 +19,16 @@ from ..core.checks import check_data
 from ..core.errors import ModelGuideMismatchError
 from ..core.logweights import LogWeights
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
+from ..models.capabilities import ParticleLogWeights, has
 
-__all__ = ["PARTICLE_PLATE", "LogWeights", "check_model_guide", "log_weights", "plate_nesting"]
+__all__ = [
+    "PARTICLE_PLATE",
+    "check_model_guide",
+    "log_weights",
+    "particle_value",
+    "plate_nesting",
+    "site_log_prob",
+]
 
 #: Name of the outer plate that vectorises particles.
 PARTICLE_PLATE = "_particles"
@@ -108,7 +116,9 @@ def _honours_mask(site: dict) -> bool:
     return False
 
 
-def _reduce(site: dict, rank: int, num_particles: int, num_data: int) -> tuple[torch.Tensor, bool]:
+def site_log_prob(
+    site: dict, rank: int, num_particles: int, num_data: int
+) -> tuple[torch.Tensor, bool]:
     """Sum a site's log-prob over every dim but particles and data: (K, N) or (K,)."""
     lp = site["log_prob"]
     if not torch.is_tensor(lp):
@@ -140,7 +150,7 @@ def _reduce(site: dict, rank: int, num_particles: int, num_data: int) -> tuple[t
     return lp.expand(target), local
 
 
-def _particle_value(site: dict, rank: int, local: bool) -> torch.Tensor:
+def particle_value(site: dict, rank: int, local: bool) -> torch.Tensor:
     """A site's value as (K, N, ...) for a local site or (K, ...) for a global one."""
     v = site["value"]
     # the value, not fn.batch_shape: a replayed site keeps the guide's particle-shaped value
@@ -193,8 +203,8 @@ def log_weights(
         Plate dims the story uses; given together with ``validate=False``, the routine skips
         its preliminary traces and runs only the vectorised pass.
     fast : bool
-        Use the model's own ``particle_log_weights`` when it has one (built-in models compute
-        the same numbers with plain tensor code); False forces the Pyro trace path.
+        Use the model's declared ``ParticleLogWeights`` path when it has one (built-in models
+        compute the same numbers with plain tensor code); False forces the Pyro trace path.
 
     Returns
     -------
@@ -230,7 +240,7 @@ def log_weights(
     x, mask = check_data(x, mask)
     num_data = x.shape[0]
 
-    if fast and proposal == "guide" and hasattr(lvm, "particle_log_weights"):
+    if fast and proposal == "guide" and has(lvm, ParticleLogWeights):
         if validate:
             check_model_guide(lvm.sites(x, mask), lvm.sites(x, mask, "guide"))
         with lvm.scoped():
@@ -282,7 +292,7 @@ def log_weights(
     local_sites: list[str] = []
 
     for name, site in sample_sites(model_tr):
-        lp, local = _reduce(site, rank, num_particles, num_data)
+        lp, local = site_log_prob(site, rank, num_particles, num_data)
         if local:
             log_p = log_p + lp
             if site["is_observed"]:
@@ -290,7 +300,7 @@ def log_weights(
         else:
             g_log_p = g_log_p + lp
         if not site["is_observed"]:
-            samples[name] = _particle_value(site, rank, local)
+            samples[name] = particle_value(site, rank, local)
             if local:
                 local_sites.append(name)
             if proposal == "prior" and not site["infer"].get("is_auxiliary", False):
@@ -302,7 +312,7 @@ def log_weights(
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            lq, local = _reduce(site, rank, num_particles, num_data)
+            lq, local = site_log_prob(site, rank, num_particles, num_data)
             if local:
                 log_q = log_q + lq
                 if not getattr(site["fn"], "has_rsample", False):

@@ -16,7 +16,7 @@ one vectorised pass per chunk of data.
 
 from __future__ import annotations
 
-import math
+import os
 from typing import Literal
 
 import pyro
@@ -24,48 +24,34 @@ import pyro.distributions as dist
 import torch
 
 from .._typing import ModelLike
+from ..core.checks import check_choice, check_positive_int
 from ..core.errors import UnsupportedModelError
+from ..core.logweights import LogWeights
+from ..core.memory import chunk_rows, row_slices
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
 from ..core.rng import seeded
-from ..core.stats import pareto_khat
-from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, from_functions
-from ._weights import LogWeights, log_weights
+from ..core.stats import log_mean_weight, pareto_khat
+from ..models.base import (
+    DATA_PLATE,
+    LatentVariableModel,
+    SiteInfo,
+    discrete_state_count,
+    from_functions,
+)
+from ._enumops import exact_log_marginal
+from ._fitting import fit_by_gradient
+from ._weights import log_weights
 from .base import Engine
+from .objectives import Iwae
 
-__all__ = ["ImportanceSampling", "log_mean_weight"]
+#: The largest joint discrete space whose exact log p(x_n) a posterior's log_lik sums
+#: (Enumeration's default ``max_states``).
+_EXACT_LOG_LIK_STATES = 2**16
+
+__all__ = ["ImportanceSampling", "log_mean_weight"]  # log_mean_weight: from core.stats
 
 Proposal = Literal["guide", "prior", "uniform"]
-
-
-def log_mean_weight(local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The estimate, its standard error and the effective sample size, per datum.
-
-    Parameters
-    ----------
-    local : torch.Tensor of shape (K, N)
-        Log importance weights.
-
-    Returns
-    -------
-    estimate : torch.Tensor of shape (N,)
-        log (1/K) Σ_k w_k.
-    stderr : torch.Tensor of shape (N,)
-        Delta-method standard error of the estimate: sd(w) / (sqrt(K) mean(w)), computed from
-        the normalised weights so that nothing overflows.
-    ess : torch.Tensor of shape (N,)
-        (Σ w)² / Σ w², between 1 and K.
-    """
-    k = local.shape[0]
-    estimate = torch.logsumexp(local, 0) - math.log(k)
-    w = torch.softmax(local, 0)  # normalised weights
-    sum_sq = w.pow(2).sum(0)
-    ess = sum_sq.reciprocal()
-    if k > 1:
-        stderr = ((k * sum_sq - 1).clamp(min=0) / (k - 1)).sqrt()
-    else:
-        stderr = torch.full_like(estimate, float("inf"))
-    return estimate, stderr, ess
 
 
 def _uniform_guide(sites: dict[str, SiteInfo]):
@@ -113,16 +99,16 @@ class ImportanceSampling(Engine):
         K, particles per datum.
     chunk_size : int or None
         Data per vectorised pass; None picks the largest chunk whose K × chunk × D tensor fits
-        the memory budget (``memory_budget`` numbers: 256 MiB of float32 per tensor, so that a
-        pass with its intermediate tensors stays under about 2 GiB).
-    memory_budget : int
-        Elements (not bytes) a pass may hold per tensor of particle × data × feature shape.
+        the memory budget.
+    memory_budget : int or None
+        Elements (not bytes) a pass may hold per tensor of particle × data × feature shape;
+        None uses the budget in force (:mod:`ppl_lvm.core.memory`, 2^26 by default).
 
     Examples
     --------
     >>> from ppl_lvm import datasets, models, inference
     >>> x = datasets.load("digits").x
-    >>> gmm = models.GaussianMixture(3, 64)
+    >>> gmm = models.GaussianMixture(64, num_components=3)
     >>> ev = inference.ImportanceSampling("prior", num_particles=100).log_evidence(gmm, x[:5])
     >>> ev.kind, ev.stderr.shape
     ('estimate', torch.Size([5]))
@@ -130,34 +116,28 @@ class ImportanceSampling(Engine):
 
     name = "ImportanceSampling"
     evidence_kind = "estimate"
+    options = ("proposal", "num_particles", "chunk_size", "memory_budget")
 
     def __init__(
         self,
         proposal: Proposal = "guide",
         num_particles: int = 1000,
         chunk_size: int | None = None,
-        memory_budget: int = 2**26,
+        memory_budget: int | None = None,
     ):
-        if proposal not in ("guide", "prior", "uniform"):
-            raise ValueError(f"proposal must be 'guide', 'prior' or 'uniform', got {proposal!r}.")
-        for label, value in (("num_particles", num_particles), ("memory_budget", memory_budget)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive int, got {value!r}.")
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+        check_choice("proposal", proposal, ("guide", "prior", "uniform"))
+        check_positive_int("num_particles", num_particles)
+        check_positive_int("memory_budget", memory_budget, allow_none=True)
+        check_positive_int("chunk_size", chunk_size, allow_none=True)
         self.proposal = proposal
         self.num_particles = num_particles
         self.chunk_size = chunk_size
         self.memory_budget = memory_budget
         self.needs_guide = proposal == "guide"
 
-    def __repr__(self) -> str:
-        return (
-            f"ImportanceSampling(proposal={self.proposal!r}, num_particles={self.num_particles}, "
-            f"chunk_size={self.chunk_size})"
-        )
+    @property
+    def label(self) -> str:
+        return f"IS {self.proposal}, K={self.num_particles}"
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         super().check_supported(model, sites)
@@ -180,8 +160,7 @@ class ImportanceSampling(Engine):
     def _chunk(self, x: torch.Tensor) -> int:
         if self.chunk_size is not None:
             return self.chunk_size
-        per_datum = self.num_particles * max(1, x.shape[1])
-        return max(1, min(x.shape[0], self.memory_budget // per_datum))
+        return chunk_rows(x.shape[0], self.num_particles * x.shape[1], self.memory_budget)
 
     def _weights(self, lvm, sites, x, mask, validate: bool):
         story, mode = self._story(lvm, sites)
@@ -265,8 +244,8 @@ class ImportanceSampling(Engine):
             ``log_p``, ``log_q`` and ``log_lik`` (K, N) with ``log_weights = log_p - log_q``.
             ``log_lik`` is log p(x_n | z_kn) given each particle, except when every latent site
             of the story is marked for enumeration (a mixture's label): it is then the exact
-            log p(x_n) from :class:`Enumeration` in every row, the label summed out, or the
-            conditional one where Enumeration refuses the story (too many states).
+            log p(x_n) in every row, the label summed out (as ``Enumeration`` computes it), or
+            the conditional one where the joint space has more than 2^16 states.
         """
         if num_samples is not None and num_samples != self.num_particles:
             raise ValueError(
@@ -284,15 +263,12 @@ class ImportanceSampling(Engine):
         if all(c.log_lik is not None for c in chunks):
             log_lik = torch.cat([c.log_lik for c in chunks], 1)
         latents = [info for info in sites.values() if info.latent]
-        if latents and all(info.enumerate == "parallel" for info in latents):
-            from .enumeration import Enumeration
-
-            try:
-                exact = Enumeration().log_evidence(lvm, x, mask).per_datum  # (N,)
-            except UnsupportedModelError:
-                pass  # too many joint states to sum: keep log p(x_n | z_kn)
-            else:
-                log_lik = exact.to(log_p.dtype).expand(log_p.shape)
+        states = discrete_state_count(sites)
+        enumerable = states is not None and states <= _EXACT_LOG_LIK_STATES
+        if latents and enumerable and all(info.enumerate == "parallel" for info in latents):
+            with torch.no_grad():
+                exact = exact_log_marginal(lvm, x, mask)  # (N,)
+            log_lik = exact.to(log_p.dtype).expand(log_p.shape)
         return Posterior(
             engine=self.name,
             samples=samples,
@@ -311,53 +287,81 @@ class ImportanceSampling(Engine):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         *,
-        seed: int = 0,
+        seed: int | None = 0,
+        progress: bool = True,
         epochs: int | None = None,
         steps: int | None = None,
         lr: float = 1e-3,
         optimizer: str = "adam",
         batch_size: int | None = 100,
         validation: torch.Tensor | tuple | None = None,
+        eval_every: int = 1,
         patience: int | None = None,
-        checkpoint: str | None = None,
-        resume: str | None = None,
-        progress: bool = True,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 100,
+        resume: str | os.PathLike | None = None,
+        initialize: bool = True,
+        device: str | torch.device | None = None,
     ) -> FitResult:
         """Maximise the importance-weighted (IWAE) bound with this engine's K particles.
 
-        It runs the same code as ``SVI(objective="iwae", num_particles=K)``; the arguments
-        are those of :meth:`SVI.fit` and of the SVI constructor.
+        The proposal is what is learned, so it must be the guide. The loop and the arguments
+        are those of :meth:`SVI.fit <ppl_lvm.inference.SVI.fit>` with ``objective="iwae"``,
+        plus the optimiser's ``lr``, ``optimizer`` and ``batch_size``.
         """
-        from .svi import SVI
-
         if self.proposal != "guide":
             raise UnsupportedModelError(
                 f"fitting maximises the importance-weighted bound of a learned proposal; "
                 f"proposal='{self.proposal}' has nothing to learn. Use proposal='guide'."
             )
-        engine = SVI("iwae", self.num_particles, optimizer, lr, batch_size)
-        result = engine.fit(
-            model,
+        objective = Iwae(self.num_particles)
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        objective.check_supported(lvm, sites)
+
+        def validate(lvm: LatentVariableModel, vx: torch.Tensor, vm: torch.Tensor | None) -> float:
+            with torch.no_grad():
+                rows = row_slices(vx.shape[0], self.num_particles * vx.shape[1])
+                per = [
+                    objective.per_datum(
+                        lvm, vx[r], None if vm is None else vm[r], self.num_particles, len(vx)
+                    )
+                    for r in rows
+                ]
+            return float(torch.cat(per).mean())
+
+        loop, info, seconds = fit_by_gradient(
+            objective,
+            lvm,
             x,
             mask,
+            sites,
+            label="ImportanceSampling.fit",
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            validate=validate,
             seed=seed,
+            progress=progress,
             epochs=epochs,
             steps=steps,
             validation=validation,
+            eval_every=eval_every,
             patience=patience,
             checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
             resume=resume,
-            progress=progress,
+            initialize=initialize,
+            device=device,
         )
         return FitResult(
             engine=self.name,
             objective="iwae",
-            history=result.history,
-            seconds=result.seconds,
-            num_steps=result.num_steps,
-            converged=result.converged,
-            seed=result.seed,
-            info=dict(result.info),
+            history=torch.tensor(loop.history, dtype=torch.float64),
+            seconds=seconds,
+            num_steps=loop.num_steps,
+            converged=None,
+            seed=seed,
+            info=info,
         )
 
 

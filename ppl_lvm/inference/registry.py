@@ -16,7 +16,15 @@ from typing import Any
 
 from .base import Engine
 
-__all__ = ["EngineSpec", "available", "create", "register", "spec", "unregister"]
+__all__ = [
+    "EngineSpec",
+    "available",
+    "create",
+    "markdown_table",
+    "register",
+    "spec",
+    "unregister",
+]
 
 
 @dataclass(frozen=True)
@@ -146,3 +154,15 @@ def create(name: str, **overrides: Any) -> Engine:
             f"engine {name!r} takes no setting {unknown}; its settings are {list(options)}."
         )
     return entry.factory(**overrides)
+
+
+def markdown_table() -> str:
+    """The registered engines as a Markdown table (name, label, the kind of number
+    ``log_evidence`` gives, description): the README's table is this text, and a test keeps the
+    two equal."""
+    lines = ["| name | engine | log_evidence | description |", "|---|---|---|---|"]
+    for name, entry in _REGISTRY.items():
+        engine = entry.factory()
+        kind = engine.evidence_kind.replace("_", " ")
+        lines.append(f"| `{name}` | {engine.label} | {kind} | {entry.label} |")
+    return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Generative stories: the model contract and the built-in latent-variable models."""
 
+from .amortized import AmortizedGaussianLVM, AmortizedLVM
 from .base import (
     DATA_PLATE,
     FunctionModel,
@@ -10,6 +11,7 @@ from .base import (
     from_functions,
 )
 from .binary import BinaryLatentFactors
+from .conv_vae import ConvVAE
 from .linear import LinearGaussian
 from .mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
 from .vae import VAE, ToyVAE
@@ -17,9 +19,12 @@ from .vae import VAE, ToyVAE
 __all__ = [
     "DATA_PLATE",
     "VAE",
+    "AmortizedGaussianLVM",
+    "AmortizedLVM",
     "BernoulliMixture",
     "BinaryLatentFactors",
     "CategoricalMixture",
+    "ConvVAE",
     "FunctionModel",
     "GaussianMixture",
     "LatentVariableModel",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 from torch.distributions import MultivariateNormal
+
+from ..core.stats import LOG_2PI
 
 __all__ = [
     "conditionals_by_pattern",
@@ -14,8 +15,6 @@ __all__ = [
     "masked_gaussian_conditional",
     "masked_mvn_log_prob",
 ]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def masked_mvn_log_prob(
@@ -64,7 +63,7 @@ def masked_mvn_log_prob(
     cov = cov * (m.unsqueeze(-1) * m.unsqueeze(-2)) + eye * (1 - m).unsqueeze(-1)
     diff = (x - loc) * m
     lp = MultivariateNormal(torch.zeros_like(diff), covariance_matrix=cov).log_prob(diff)
-    return lp + 0.5 * (1 - m).sum(-1) * _LOG_2PI
+    return lp + 0.5 * (1 - m).sum(-1) * LOG_2PI
 
 
 def masked_gaussian_conditional(

@@ -8,6 +8,7 @@ global.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import inspect
 import math
@@ -177,7 +178,12 @@ def discrete_state_count(sites: dict[str, SiteInfo]) -> int | None:
     return total
 
 
-class LatentVariableModel(PyroModule):
+class _ModelMeta(type(PyroModule), abc.ABCMeta):
+    """Pyro's module metaclass with ``ABCMeta``, so that a model can subclass the capability
+    mixins of :mod:`ppl_lvm.models.capabilities`, whose methods are abstract."""
+
+
+class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     """Base class of every generative story: a Pyro model and guide over ``(x, mask=None)``.
 
     Subclasses implement :meth:`model` and :meth:`guide`. Both take ``x`` of shape ``(N, D)``
@@ -194,6 +200,10 @@ class LatentVariableModel(PyroModule):
     #: Whether :meth:`guide` is a real proposal q(z | x). A story built from a model function
     #: alone has none; engines that need one refuse it up front.
     has_guide: bool = True
+
+    #: D, the features per datum, when the model fixes it (built-in models do); engines and
+    #: workflows check data against it. None for a story that takes any width.
+    dim: int | None = None
 
     #: True when the sites, plates and shapes depend only on the shapes of (x, mask), never on
     #: their values, so that :meth:`sites` may remember its answer per shape. Built-in models

@@ -10,7 +10,8 @@ features describe 2^L patterns; the price is a posterior over 2^L joint states p
 "2^30 = 1,073,741,824 joint states per datum" before any work. For larger L, the amortised
 guide q(z | x) = Bernoulli(σ(MLP(x))).to_event(1) gives SVI and importance sampling a proposal;
 its samples are discrete, so gradients of its parameters need a score-function term, which
-the engines add from ``LogWeights.log_q_score``.
+the engines add from ``LogWeights.log_q_score``. The Pyro story and the direct tensor path
+come from :class:`~.amortized.AmortizedLVM`, given the three Bernoulli families.
 """
 
 from __future__ import annotations
@@ -18,45 +19,24 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.checks import check_data
-from ..core.logweights import LogWeights
-from .base import DATA_PLATE, LatentVariableModel
+from ..core.checks import check_data, check_positive_int
+from ..core.memory import row_slices
+from .amortized import AmortizedLVM, bernoulli_log_prob
+from .capabilities import ExactEvidence, Initializable, ValueValidation
 
 __all__ = ["BinaryLatentFactors"]
 
-#: Numbers (data × joint states) per chunk of the direct exact path; 2^24 floats is 64 MiB.
-_CHUNK_NUMBERS = 2**24
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
-def _check_binary(x: torch.Tensor, mask: torch.Tensor | None) -> None:
-    obs = x if mask is None else x[mask]
-    if not bool(((obs == 0) | (obs == 1)).all()):
-        raise ValueError(
-            "BinaryLatentFactors needs binary data (0 or 1) in every observed entry; binarize "
-            "it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
-        )
-
-
-def _bernoulli_log_prob(logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """log Bernoulli(value; σ(logits)) elementwise, broadcasting."""
-    logits, value = torch.broadcast_tensors(logits, value)
-    return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
-
-
-class BinaryLatentFactors(LatentVariableModel):
+class BinaryLatentFactors(AmortizedLVM, ExactEvidence, Initializable, ValueValidation):
     """Binary latent features: z_l ~ Bernoulli(π_l), x | z ~ Bernoulli(σ(W z + b)).
+
+    Capabilities: ParticleLogWeights, ExactEvidence, Observation, Initializable,
+    ValueValidation, Generative.
 
     Parameters
     ----------
@@ -93,13 +73,11 @@ class BinaryLatentFactors(LatentVariableModel):
     torch.Size([2])
     """
 
-    latent_site = "z"
-    static_structure = True
-
     def __init__(self, dim: int, num_features: int, hidden: Sequence[int] = (128,)):
-        super().__init__()
-        self.dim = _check_positive_int("dim", dim)
-        self.num_features = _check_positive_int("num_features", num_features)
+        super().__init__(
+            check_positive_int("dim", dim), check_positive_int("num_features", num_features)
+        )
+        self.num_features = self.latent_dim
         hidden = tuple(hidden)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden widths must be positive ints, got {hidden}.")
@@ -169,6 +147,22 @@ class BinaryLatentFactors(LatentVariableModel):
             self.prior_logits.copy_(torch.logit(probs))
         return self
 
+    def validate_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Raise ``ValueError`` unless every observed entry of ``x`` is 0 or 1.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D)
+        mask : torch.Tensor of shape (N, D), bool, optional
+            True where observed; unobserved entries may hold anything.
+        """
+        obs = x if mask is None else x[mask]
+        if not bool(((obs == 0) | (obs == 1)).all()):
+            raise ValueError(
+                "BinaryLatentFactors needs binary data (0 or 1) in every observed entry; "
+                "binarize it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
+            )
+
     def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
         """Start b at the logit of each pixel's observed mean, W small and random, π = ½.
 
@@ -182,7 +176,7 @@ class BinaryLatentFactors(LatentVariableModel):
         seed : int
             Seeds W.
         """
-        _check_binary(x, mask)
+        self.validate_values(x, mask)
         m = torch.ones_like(x) if mask is None else mask.to(x.dtype)
         # clamped so that an always-off border pixel gets a finite logit (about -6.9)
         p = ((x * m).sum(0) / m.sum(0).clamp(min=1)).clamp(1e-3, 1 - 1e-3)
@@ -198,92 +192,23 @@ class BinaryLatentFactors(LatentVariableModel):
             signed = signed * mask.to(x.dtype)
         return self.encoder(signed)
 
-    # -- the Pyro story ------------------------------------------------------------------------
-    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """z_n ~ Bernoulli(π).to_event(1); x_n | z_n ~ Bernoulli(σ(W z_n + b)), observed part.
+    # -- the distributions --------------------------------------------------------------------
+    def prior_distribution(self, num_data: int, like: torch.Tensor) -> dist.Distribution:
+        """p(z) = Bernoulli(π).to_event(1): batch shape (num_data,), event shape (L,)."""
+        prior = dist.Bernoulli(logits=self.prior_logits).expand([num_data, self.num_features])
+        return prior.to_event(1)
 
-        Parameters
-        ----------
-        x : torch.Tensor of shape (N, D), entries 0 or 1
-        mask : torch.Tensor of shape (N, D), bool, optional
-        """
-        _check_binary(x, mask)
-        n = x.shape[0]
-        with pyro.plate(DATA_PLATE, n, dim=-1):
-            prior = dist.Bernoulli(logits=self.prior_logits).expand([n, self.num_features])
-            z = pyro.sample(self.latent_site, prior.to_event(1))
-            # the values were checked above; validating every enumerated copy would cost a pass
-            lik = dist.Bernoulli(logits=z @ self.W.T + self.b, validate_args=False)
-            if mask is not None:
-                lik = lik.mask(mask)
-            pyro.sample("x", lik.to_event(1), obs=x)
+    def guide_distribution(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dist.Distribution:
+        """q(z_n | x_n) = Bernoulli(σ(MLP(x_n))).to_event(1): discrete draws, so the direct path
+        returns log q as ``log_q_score`` for the score-function term the engines add."""
+        return dist.Bernoulli(logits=self.encode(x, mask)).to_event(1)
 
-    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """z_n ~ Bernoulli(σ(MLP(x_n))).to_event(1)."""
-        logits = self.encode(x, mask)
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(self.latent_site, dist.Bernoulli(logits=logits).to_event(1))
-
-    def observation(self, z: torch.Tensor) -> dist.Distribution:
-        """p(x | z) = Bernoulli(σ(W z + b)): batch shape z.shape[:-1], event shape (D,)."""
-        return dist.Bernoulli(logits=z @ self.W.T + self.b).to_event(1)
-
-    # -- direct tensor paths ---------------------------------------------------------------------
-    def _log_lik(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """log p(x_n | z) over observed entries: z (..., N, L) -> (..., N)."""
-        per = _bernoulli_log_prob(z @ self.W.T + self.b, x)
-        if mask is not None:
-            per = per * mask.to(per.dtype)
-        return per.sum(-1)
-
-    def particle_log_weights(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        num_particles: int,
-        z: torch.Tensor | None = None,
-    ) -> LogWeights:
-        """log p(x_n, z) and log q(z | x_n) for K particles drawn from the guide.
-
-        The draws are discrete, so they carry no gradient; ``log_q_score`` holds log q for the
-        score-function term the engines add.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (N, D)
-        mask : torch.Tensor of shape (N, D) or None
-        num_particles : int
-            K.
-        z : torch.Tensor of shape (K, N, L), optional
-            Score these particles (0/1 floats) instead of drawing new ones.
-
-        Returns
-        -------
-        LogWeights
-            ``log_p``, ``log_q``, ``log_lik``, ``log_q_score`` of shape (K, N) and
-            ``samples["z"]`` (K, N, L).
-        """
-        # the engines cache site metadata per shape, so the model's own check may not run
-        _check_binary(x, mask)
-        logits = self.encode(x, mask)  # (N, L)
-        if z is None:
-            with torch.no_grad():
-                probs = torch.sigmoid(logits).expand(num_particles, *logits.shape)
-                z = torch.bernoulli(probs)
-        log_q = _bernoulli_log_prob(logits, z).sum(-1)
-        log_prior = _bernoulli_log_prob(self.prior_logits, z).sum(-1)
-        log_lik = self._log_lik(z, x, mask)
-        zeros = x.new_zeros(z.shape[0])
-        return LogWeights(
-            log_p=log_prior + log_lik,
-            log_q=log_q,
-            global_log_p=zeros,
-            global_log_q=zeros,
-            samples={self.latent_site: z},
-            local_sites=(self.latent_site,),
-            log_lik=log_lik,
-            log_q_score=log_q,
-        )
+    def likelihood_distribution(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x_nd | z) = Bernoulli(σ(W z + b)_d) per entry."""
+        # the model checked the values; validating every enumerated copy would cost a pass
+        return dist.Bernoulli(logits=z @ self.W.T + self.b, validate_args=False)
 
     def states(self) -> torch.Tensor:
         """Every joint value of z, shape (2^L, L); row s holds the binary digits of s."""
@@ -315,10 +240,10 @@ class BinaryLatentFactors(LatentVariableModel):
                 f"states per datum, more than max_states={max_states:,}; raise max_states, or "
                 "bound log p(x) with SVI or estimate it with ImportanceSampling."
             )
-        _check_binary(x, mask)
+        self.validate_values(x, mask)
         states = self.states()
         eta = states @ self.W.T + self.b  # (S, D)
-        log_prior = _bernoulli_log_prob(self.prior_logits, states).sum(-1)  # (S,)
+        log_prior = bernoulli_log_prob(self.prior_logits, states).sum(-1)  # (S,)
         soft = F.softplus(eta)  # (S, D)
         if mask is None:
             return x @ eta.T - soft.sum(-1) + log_prior
@@ -331,8 +256,8 @@ class BinaryLatentFactors(LatentVariableModel):
     ) -> torch.Tensor:
         """log p(x_n) = log Σ_s p(x_n, z = s) over all 2^L states, shape (N,), no gradient.
 
-        Computed in chunks of data so that memory stays near 64 MiB; :meth:`state_log_joint`
-        gives the differentiable joint.
+        Computed in chunks of data within the memory budget (:mod:`ppl_lvm.core.memory`);
+        :meth:`state_log_joint` gives the differentiable joint.
 
         Parameters
         ----------
@@ -341,11 +266,9 @@ class BinaryLatentFactors(LatentVariableModel):
         max_states : int
             As for :meth:`state_log_joint`.
         """
-        chunk = max(1, _CHUNK_NUMBERS // 2**self.num_features)
         out = []
-        for start in range(0, x.shape[0], chunk):
-            xb = x[start : start + chunk]
-            mb = None if mask is None else mask[start : start + chunk]
+        for rows in row_slices(x.shape[0], 2**self.num_features * self.dim):
+            xb, mb = x[rows], None if mask is None else mask[rows]
             out.append(torch.logsumexp(self.state_log_joint(xb, mb, max_states=max_states), -1))
         return torch.cat(out)
 
@@ -362,41 +285,13 @@ class BinaryLatentFactors(LatentVariableModel):
         max_states : int
             As for :meth:`state_log_joint`.
         """
-        chunk = max(1, _CHUNK_NUMBERS // 2**self.num_features)
         states = self.states()
         out = []
-        for start in range(0, x.shape[0], chunk):
-            xb = x[start : start + chunk]
-            mb = None if mask is None else mask[start : start + chunk]
+        for rows in row_slices(x.shape[0], 2**self.num_features * self.dim):
+            xb, mb = x[rows], None if mask is None else mask[rows]
             post = torch.softmax(self.state_log_joint(xb, mb, max_states=max_states), -1)
             out.append(post @ states)
         return torch.cat(out)
-
-    @torch.no_grad()
-    def sample(
-        self, num_samples: int, *, seed: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw from the model: z ~ Bernoulli(π), then x ~ Bernoulli(σ(W z + b)).
-
-        Parameters
-        ----------
-        num_samples : int
-            S.
-        seed : int, optional
-            Seeds a private generator; None draws from torch's global one.
-
-        Returns
-        -------
-        x : torch.Tensor of shape (S, D), entries 0 or 1
-        z : torch.Tensor of shape (S, L), entries 0 or 1
-        """
-        num_samples = _check_positive_int("num_samples", num_samples)
-        ref = self.W
-        g = None if seed is None else torch.Generator(device=ref.device).manual_seed(int(seed))
-        pi = torch.sigmoid(self.prior_logits).expand(num_samples, self.num_features)
-        z = torch.bernoulli(pi, generator=g)
-        x = torch.bernoulli(torch.sigmoid(z @ self.W.T + self.b), generator=g)
-        return x, z
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_features={self.num_features}, hidden={self.hidden}"

@@ -9,14 +9,12 @@ approximate engine can be checked against an exact answer.
 The guide is an amortised Gaussian q(z | x) = N(V (x - b) + c, S Sᵀ) with a linear encoder and
 one full lower-triangular S shared by all data. The exact posterior has a mean linear in x and
 a covariance that does not depend on x, so for complete data this family contains it, and the
-ELBO can reach log p(x) exactly.
+ELBO can reach log p(x) exactly. The Pyro story and the direct tensor path come from
+:class:`~.amortized.AmortizedLVM`.
 """
 
 from __future__ import annotations
 
-import math
-
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
@@ -25,23 +23,19 @@ from torch import nn
 from torch.distributions import transform_to
 
 from ..core.checks import check_data
-from ..core.logweights import LogWeights
-from ._gaussian import masked_mvn_log_prob
-from .base import DATA_PLATE, LatentVariableModel
+from ..core.stats import LOG_2PI
+from ._gaussian import gaussian_completions, masked_mvn_log_prob
+from .amortized import AmortizedLVM, normal_log_prob
+from .capabilities import AnalyticKL, ExactCompletion, ExactEvidence, Initializable
 
 __all__ = ["LinearGaussian"]
 
-_LOG_2PI = math.log(2 * math.pi)
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
-class LinearGaussian(LatentVariableModel):
+class LinearGaussian(AmortizedLVM, AnalyticKL, ExactEvidence, ExactCompletion, Initializable):
     """Probabilistic PCA: z ~ N(0, I_L), x | z ~ N(W z + b, σ² I_D).
+
+    Capabilities: ParticleLogWeights, AnalyticKL, ExactEvidence, ExactCompletion, Observation,
+    Initializable, Generative.
 
     Parameters
     ----------
@@ -77,13 +71,8 @@ class LinearGaussian(LatentVariableModel):
     torch.Size([3])
     """
 
-    latent_site = "z"
-    static_structure = True
-
     def __init__(self, dim: int, latent_dim: int):
-        super().__init__()
-        self.dim = _check_positive_int("dim", dim)
-        self.latent_dim = _check_positive_int("latent_dim", latent_dim)
+        super().__init__(dim, latent_dim)
         # a fixed generator: constructing a model must not consume the caller's random stream
         g = torch.Generator().manual_seed(0)
         self.W = nn.Parameter(0.1 * torch.randn(dim, latent_dim, generator=g))
@@ -181,6 +170,31 @@ class LinearGaussian(LatentVariableModel):
         cov = self.W @ self.W.T + self.sigma.pow(2) * eye
         return masked_mvn_log_prob(x, mask, self.b, cov)
 
+    @torch.no_grad()
+    def complete_exact(
+        self, x: torch.Tensor, mask: torch.Tensor, num_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draws of the unobserved entries from p(x_m | x_o): x ~ N(b, W Wᵀ + σ² I), so x_m | x_o
+        is Gaussian, factorised once per missingness pattern.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, D), missing entries zero-filled
+        mask : torch.Tensor of shape (N, D), bool
+            True where observed.
+        num_samples : int
+            S.
+
+        Returns
+        -------
+        samples : torch.Tensor of shape (S, N, D)
+        sample_means : torch.Tensor of shape (S, N, D)
+            E[x_m | x_o] behind each draw (the same for every draw: z is integrated out).
+        mean : torch.Tensor of shape (N, D)
+            The single imputation E[x_m | x_o].
+        """
+        return gaussian_completions(x, mask, self.mean_, self.covariance_, num_samples)
+
     def _posterior_precision_factor(self) -> torch.Tensor:
         """M = Wᵀ W + σ² I, shape (L, L)."""
         w = self.W
@@ -256,69 +270,23 @@ class LinearGaussian(LatentVariableModel):
             centred = centred * mask.to(x.dtype)
         return centred @ self.V.T + self.c, self.guide_scale_tril
 
-    # -- the Pyro story ------------------------------------------------------------------------
-    def _likelihood(self, z: torch.Tensor, mask: torch.Tensor | None) -> dist.Distribution:
-        lik = dist.Normal(z @ self.W.T + self.b, self.sigma)
-        if mask is not None:
-            lik = lik.mask(mask)
-        return lik.to_event(1)
-
-    def observation(self, z: torch.Tensor) -> dist.Distribution:
-        """p(x | z) = N(W z + b, σ² I): batch shape z.shape[:-1], event shape (D,)."""
-        return self._likelihood(z, None)
-
-    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """z_n ~ N(0, I_L); x_n | z_n ~ N(W z_n + b, σ² I) over the observed entries.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (N, D)
-        mask : torch.Tensor of shape (N, D), bool, optional
-        """
-        n = x.shape[0]
-        with pyro.plate(DATA_PLATE, n, dim=-1):
-            prior = dist.Normal(x.new_zeros(()), 1.0).expand([n, self.latent_dim]).to_event(1)
-            z = pyro.sample(self.latent_site, prior)
-            pyro.sample("x", self._likelihood(z, mask), obs=x)
-
-    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """z_n ~ N(V (x_n - b) + c, S Sᵀ)."""
+    # -- the distributions --------------------------------------------------------------------
+    def guide_distribution(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dist.Distribution:
+        """q(z_n | x_n) = N(V (x_n - b) + c, S Sᵀ)."""
         loc, scale_tril = self.encode(x, mask)
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(self.latent_site, dist.MultivariateNormal(loc, scale_tril=scale_tril))
+        return dist.MultivariateNormal(loc, scale_tril=scale_tril)
 
-    # -- direct tensor path --------------------------------------------------------------------
-    def _log_lik(self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """log p(x_n | z) over observed entries: z (..., N, L) -> (..., N)."""
-        sigma = self.sigma
-        per = -0.5 * (((x - z @ self.W.T - self.b) / sigma).pow(2) + _LOG_2PI) - sigma.log()
-        if mask is not None:
-            per = per * mask.to(per.dtype)
-        return per.sum(-1)
+    def likelihood_distribution(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x_nd | z) = N((W z + b)_d, σ²) per entry."""
+        return dist.Normal(z @ self.W.T + self.b, self.sigma)
 
-    def particle_log_weights(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        num_particles: int,
-        z: torch.Tensor | None = None,
-    ) -> LogWeights:
-        """log p(x_n, z) and log q(z | x_n) for K reparameterised particles.
+    # -- closed forms of the tensor hooks --------------------------------------------------------
+    def _entry_log_lik(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return normal_log_prob(x, z @ self.W.T + self.b, self.sigma)
 
-        Parameters
-        ----------
-        x : torch.Tensor of shape (N, D)
-        mask : torch.Tensor of shape (N, D) or None
-        num_particles : int
-            K.
-        z : torch.Tensor of shape (K, N, L), optional
-            Score these particles instead of drawing new ones.
-
-        Returns
-        -------
-        LogWeights
-            ``log_p``, ``log_q``, ``log_lik`` of shape (K, N) and ``samples["z"]`` (K, N, L).
-        """
+    def _propose(self, x, mask, num_particles, z):
         loc, tril = self.encode(x, mask)
         if z is None:
             eps = torch.randn((num_particles, *loc.shape), dtype=loc.dtype, device=loc.device)
@@ -327,20 +295,8 @@ class LinearGaussian(LatentVariableModel):
         # ‖S⁻¹ (z - loc)‖² with one triangular solve for all K·N particles
         white = torch.linalg.solve_triangular(tril, (z - loc).reshape(-1, dim_z).T, upper=False)
         log_det = tril.diagonal().log().sum()
-        log_q = -0.5 * (white.pow(2).sum(0).reshape(k, n) + dim_z * _LOG_2PI) - log_det
-        log_prior = -0.5 * (z.pow(2).sum(-1) + dim_z * _LOG_2PI)
-        log_lik = self._log_lik(z, x, mask)
-        zeros = x.new_zeros(k)
-        return LogWeights(
-            log_p=log_prior + log_lik,
-            log_q=log_q,
-            global_log_p=zeros,
-            global_log_q=zeros,
-            samples={self.latent_site: z},
-            local_sites=(self.latent_site,),
-            log_lik=log_lik,
-            log_q_score=None,
-        )
+        log_q = -0.5 * (white.pow(2).sum(0).reshape(k, n) + dim_z * LOG_2PI) - log_det
+        return z, log_q, None
 
     def analytic_kl(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """KL(N(μ_n, S Sᵀ) ‖ N(0, I)) = ½ (tr S Sᵀ + ‖μ_n‖² - L - log det S Sᵀ), shape (N,)."""
@@ -348,6 +304,3 @@ class LinearGaussian(LatentVariableModel):
         trace = tril.pow(2).sum()
         log_det = 2 * tril.diagonal().log().sum()
         return 0.5 * (trace + loc.pow(2).sum(-1) - self.latent_dim - log_det)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, latent_dim={self.latent_dim}"

@@ -1,0 +1,193 @@
+"""The ``--model`` registry: built-in stories sized to the data, and a user's ``module:attr``.
+
+Adding a story to the command is one call::
+
+    from ppl_lvm.cli.stories import register_model
+    register_model("my-model", lambda ds, args: MyModel(dim=ds.dim), "MyModel, my way")
+
+after which ``--model my-model`` builds it and ``--help`` lists it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["BUILTIN_MODELS", "ModelEntry", "make_model", "register_model", "unregister_model"]
+
+#: ``factory(dataset, args) -> LatentVariableModel``: a story sized to the data set.
+ModelFactory = Callable[[Any, argparse.Namespace], Any]
+
+
+class ModelEntry(NamedTuple):
+    """One ``--model`` name: what it is, and how to build it."""
+
+    #: One line for ``--help``, naming the options it reads (``--components``, ``--latent``).
+    description: str
+    #: ``factory(dataset, args)``: a fresh story sized to the data set.
+    factory: ModelFactory
+
+
+#: Stories for ``--model``: name -> (description, factory(dataset, args)), in registration order.
+BUILTIN_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, factory: ModelFactory, description: str, *, replace: bool = False
+) -> ModelEntry:
+    """Make a story available as ``--model name``.
+
+    Parameters
+    ----------
+    name : str
+        Non-empty, without spaces or ``:`` (which marks a user's ``module:attribute``).
+    factory : callable
+        ``factory(dataset, args)``: the Dataset and the parsed arguments to a new model.
+    description : str
+        One line for ``--help``.
+    replace : bool
+        Allow replacing an existing name.
+
+    Raises
+    ------
+    ValueError
+        For a malformed name or one already taken (without ``replace=True``).
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in " :,\t\n"):
+        raise ValueError(
+            f"a model name must be non-empty, without spaces, ',' or ':'; got {name!r}."
+        )
+    if name in BUILTIN_MODELS and not replace:
+        raise ValueError(f"a model named {name!r} is already registered; pass replace=True.")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {type(factory).__name__}.")
+    entry = ModelEntry(description, factory)
+    BUILTIN_MODELS[name] = entry
+    return entry
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``--model name`` (a test's story, say); KeyError if absent."""
+    if name not in BUILTIN_MODELS:
+        raise KeyError(f"no model named {name!r} is registered; see BUILTIN_MODELS.")
+    del BUILTIN_MODELS[name]
+
+
+def _is_binary(ds) -> bool:
+    return bool(((ds.x == 0) | (ds.x == 1)).all())
+
+
+def _gmm(covariance: str) -> ModelFactory:
+    def factory(ds, args: argparse.Namespace):
+        from .. import models
+
+        return models.GaussianMixture(
+            dim=ds.dim, num_components=args.components, covariance=covariance, reg_covar=1e-2
+        )
+
+    return factory
+
+
+def _bernoulli_mixture(ds, args: argparse.Namespace):
+    from .. import models
+
+    return models.BernoulliMixture(dim=ds.dim, num_components=args.components)
+
+
+def _categorical_mixture(ds, args: argparse.Namespace):
+    from .. import models
+
+    return models.CategoricalMixture(
+        dim=ds.dim, num_components=args.components, num_categories=int(ds.x.max()) + 1
+    )
+
+
+def _vae(ds, args: argparse.Namespace):
+    from .. import models
+
+    likelihood = "bernoulli" if _is_binary(ds) else "gaussian"
+    return models.VAE(ds.dim, args.latent, (400,), likelihood, mask_input=ds.mask is not None)
+
+
+def _ppca(ds, args: argparse.Namespace):
+    from .. import models
+
+    return models.LinearGaussian(ds.dim, args.latent)
+
+
+def _binary_features(ds, args: argparse.Namespace):
+    from .. import models
+
+    return models.BinaryLatentFactors(ds.dim, args.latent)
+
+
+def _conv_vae(ds, args: argparse.Namespace):
+    from .. import models
+
+    if ds.image_shape is None:
+        raise ValueError(
+            f"--model conv-vae needs images, and {ds.name!r} has no image shape; use --model vae."
+        )
+    likelihood = "bernoulli" if _is_binary(ds) else "gaussian"
+    return models.ConvVAE(tuple(ds.image_shape), args.latent, likelihood=likelihood)
+
+
+register_model("gmm", _gmm("diag"), "GaussianMixture, diagonal covariance (--components)")
+register_model("gmm-full", _gmm("full"), "GaussianMixture, full covariance (--components)")
+register_model(
+    "bernoulli-mixture", _bernoulli_mixture, "BernoulliMixture for 0/1 data (--components)"
+)
+register_model(
+    "categorical-mixture",
+    _categorical_mixture,
+    "CategoricalMixture for coded data (--components)",
+)
+register_model("vae", _vae, "VAE 400 hidden units, Bernoulli for 0/1 data else Gaussian (--latent)")
+register_model("ppca", _ppca, "LinearGaussian, probabilistic PCA (--latent)")
+register_model("binary-features", _binary_features, "BinaryLatentFactors for 0/1 data (--latent)")
+register_model("conv-vae", _conv_vae, "ConvVAE, a small convolutional VAE for images (--latent)")
+
+
+def make_model(args: argparse.Namespace, ds):
+    """The story ``--model`` names, sized to ``ds``: a registered name or ``module:attribute``."""
+    name = args.model
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name].factory(ds, args)
+    if ":" in name:
+        return _user_model(name, ds)
+    raise ValueError(
+        f"--model {name!r} is not a built-in ({', '.join(BUILTIN_MODELS)}) nor "
+        "'module:attribute' naming your own story."
+    )
+
+
+def _user_model(spec: str, ds):
+    """``module:attr``: a LatentVariableModel, a (model, guide) pair, or a factory taking the
+    Dataset; the module is imported from the current directory or the Python path."""
+    from ..models.base import LatentVariableModel, as_model
+
+    module_name, _, attr = spec.partition(":")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ValueError(
+            f"--model {spec!r}: cannot import module {module_name!r} ({err})."
+        ) from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(
+            f"--model {spec!r}: module {module_name!r} has no attribute {attr!r}."
+        ) from None
+    if isinstance(obj, LatentVariableModel | tuple):
+        return as_model(obj)
+    if callable(obj) and len(inspect.signature(obj).parameters) == 1:
+        return as_model(obj(ds))
+    return as_model(obj)

@@ -1,0 +1,160 @@
+"""The driver that SVI and importance sampling share to learn a story's parameters by a bound:
+data and device set-up, initialisation, resume, and the one training loop."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..core.checks import check_data, check_positive_int
+from ..core.errors import UnsupportedModelError
+from ..core.rng import seeded
+from ..models.base import LatentVariableModel, SiteInfo
+from ..models.capabilities import Initializable, ParticleLogWeights, has
+from . import _loop
+from ._weights import plate_nesting
+from .objectives import Objective
+
+__all__ = ["fit_by_gradient"]
+
+
+def _rank(lvm: LatentVariableModel, x, mask, enumerated: bool) -> int:
+    """Plate dims of the story; the model's own tensor path needs no plate bookkeeping."""
+    if has(lvm, ParticleLogWeights) and not enumerated:
+        return 1
+    return max(plate_nesting(lvm.trace(x, mask)), plate_nesting(lvm.trace(x, mask, "guide")))
+
+
+def fit_by_gradient(
+    objective: Objective,
+    lvm: LatentVariableModel,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    sites: dict[str, SiteInfo],
+    *,
+    label: str,
+    optimizer: str | Callable[..., torch.optim.Optimizer],
+    lr: float,
+    batch_size: int | None,
+    validate: Callable[..., float],
+    seed: int | None,
+    progress: bool,
+    epochs: int | None,
+    steps: int | None,
+    validation: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None] | None,
+    eval_every: int,
+    patience: int | None,
+    checkpoint: str | os.PathLike | None,
+    checkpoint_every: int,
+    resume: str | os.PathLike | None,
+    initialize: bool,
+    device: str | torch.device | None,
+) -> tuple[_loop.LoopResult, dict[str, Any], float]:
+    """Maximise ``objective`` over minibatches of ``x`` (N, D); the arguments are those of
+    ``SVI.fit``. ``validate(lvm, x_val, mask_val)`` scores held-out data.
+
+    Returns
+    -------
+    loop : LoopResult
+    info : dict
+        ``validation``, ``stopped_early``, ``batch_size``, ``epochs``, ``device``.
+    seconds : float
+    """
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of epochs or steps, e.g. fit(..., epochs=20).")
+    check_positive_int("epochs", epochs, allow_none=True)
+    check_positive_int("steps", steps, allow_none=True)
+    if patience is not None and validation is None:
+        raise ValueError("patience needs validation data: fit(..., validation=x_val).")
+    dev = _resolve_device(device, x)
+    if any(p.device != dev for p in lvm.parameters()):
+        lvm.to(dev)
+    x = x.to(dev)
+    mask = None if mask is None else mask.to(dev)
+    val = None
+    if validation is not None:
+        vx, vm = validation if isinstance(validation, tuple) else (validation, None)
+        vx, vm = check_data(vx, vm)
+        val = (vx.to(dev), None if vm is None else vm.to(dev))
+
+    n = x.shape[0]
+    batch = n if batch_size is None else min(batch_size, n)
+    per_epoch = math.ceil(n / batch)
+    total = steps if steps is not None else epochs * per_epoch
+    unit = per_epoch if epochs is not None else 1
+    enumerated = objective.enumerated(sites)
+    rank = _rank(lvm, x[:batch], None if mask is None else mask[:batch], enumerated)
+    t0 = time.perf_counter()
+    with seeded(seed):
+        state = None
+        if resume is not None:
+            state = _loop.load_checkpoint(resume, dev)
+            lvm.load_state_dict(state["model"])
+        elif initialize and has(lvm, Initializable):
+            lvm.initialize(x, mask, seed)
+        # parameters exist once model and guide have run
+        lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
+        params = lvm.trainable_parameters()
+        if not params:
+            raise UnsupportedModelError(
+                f"story '{lvm.name}' has no parameters to fit; declare them with "
+                "pyro.param or as module parameters."
+            )
+
+        def step(idx: torch.Tensor | None) -> torch.Tensor:
+            xb = x if idx is None else x[idx]
+            mb = mask if idx is None or mask is None else mask[idx]
+            return objective.step(lvm, xb, mb, n, rank, enumerated)
+
+        def nan_message(value: float, at: int, good: int) -> str:
+            return (
+                f"{label}: the {objective.name} objective was {value} at step {at}; the "
+                f"parameters of step {good}, the last finite snapshot, were restored. "
+                "Lower lr, or check the data scale."
+            )
+
+        loop = _loop.run(
+            step,
+            model=lvm,
+            params=params,
+            optimizer=_loop.make_optimizer(optimizer, params, lr),
+            schedule=_loop.Schedule(
+                num_data=n,
+                batch_size=batch_size,
+                total_steps=total,
+                eval_every=eval_every * unit,
+                patience=patience,
+            ),
+            seed=0 if seed is None else int(seed),
+            nan_message=nan_message,
+            validate=None if val is None else (lambda: validate(lvm, *val)),
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=state,
+            progress=progress,
+            desc=label,
+            postfix=objective.name,
+            device=dev,
+        )
+    info = {
+        "validation": loop.validation,
+        "stopped_early": loop.stopped_early,
+        "batch_size": batch,
+        "epochs": loop.num_steps / per_epoch,
+        "device": str(dev),
+    }
+    return loop, info, time.perf_counter() - t0
+
+
+def _resolve_device(device: str | torch.device | None, x: torch.Tensor) -> torch.device:
+    if device is None:
+        return x.device
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but CUDA is not available here.")
+    return dev
