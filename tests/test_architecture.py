@@ -38,3 +38,21 @@ def test_import_contracts_are_kept():
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "broken" in out.stdout and " 0 broken" in out.stdout
+
+
+def test_every_registered_engine_has_the_shared_signatures():
+    """fit, log_evidence and posterior take the same leading arguments in every engine."""
+    import inspect
+
+    from ppl_lvm import inference
+
+    expected = {
+        "fit": ["model", "x", "mask", "seed", "progress"],
+        "log_evidence": ["model", "x", "mask", "seed"],
+        "posterior": ["model", "x", "mask", "num_samples", "seed"],
+    }
+    for name in inference.available():
+        engine = inference.create(name)
+        for method, params in expected.items():
+            got = list(inspect.signature(getattr(engine, method)).parameters)
+            assert got[: len(params)] == params, (name, method, got)

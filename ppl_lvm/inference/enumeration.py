@@ -156,8 +156,8 @@ class Enumeration(Engine):
         mask: torch.Tensor | None = None,
         *,
         num_samples: int = 1000,
-        temperature: Literal[0, 1] = 1,
         seed: int | None = 0,
+        temperature: Literal[0, 1] = 1,
     ) -> Posterior:
         """Exact p(z | x): probabilities of each discrete site, and joint draws.
 
@@ -266,13 +266,13 @@ class Enumeration(Engine):
         x: torch.Tensor,
         mask: torch.Tensor | None = None,
         *,
+        seed: int | None = 0,
+        progress: bool = False,
         method: Literal["em", "gradient"] = "em",
-        seed: int = 0,
         max_steps: int = 200,
         tol: float = 1e-3,
         lr: float = 0.05,
         initialize: bool = True,
-        progress: bool = False,
     ) -> FitResult:
         """Maximise the exact log-likelihood, by EM or by gradient ascent.
 
