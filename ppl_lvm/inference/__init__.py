@@ -6,6 +6,7 @@ from ..core.errors import ModelGuideMismatchError, UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
+from ._enumops import exact_log_marginal
 from ._weights import check_model_guide, log_weights
 from .base import Engine
 from .enumeration import Enumeration
@@ -54,6 +55,7 @@ __all__ = [
     "available",
     "check_model_guide",
     "create",
+    "exact_log_marginal",
     "log_weights",
     "register",
     "spec",
