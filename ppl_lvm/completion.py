@@ -20,8 +20,8 @@ import torch
 from ._typing import ModelLike
 from .core.checks import check_data, check_positive_int
 from .core.errors import UnsupportedModelError
-from .core.memory import row_slices
 from .core.rng import seeded
+from .inference import log_weights_in_chunks
 from .models.base import as_model
 from .models.capabilities import (
     ExactCompletion,
@@ -167,9 +167,8 @@ def _resample(lvm, x, mask, num_samples: int, num_particles: int):
     """Sampling importance resampling with the guide, in chunks of data."""
     samples, sample_means, mean, ess = [], [], [], []
     with lvm.scoped():
-        for rows in row_slices(x.shape[0], num_particles * x.shape[-1]):
+        for rows, lw in log_weights_in_chunks(lvm, x, mask, num_particles=num_particles):
             xb, mb = x[rows], mask[rows]
-            lw = lvm.particle_log_weights(xb, mb, num_particles)
             z = lw.samples[lw.local_sites[0]]  # (K, n, ...)
             w = torch.softmax(lw.local, 0)  # (K, n)
             ess.append(1.0 / w.pow(2).sum(0))

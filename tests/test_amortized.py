@@ -167,7 +167,14 @@ def test_declared_capabilities():
         ValueValidation,
         Generative,
     )
-    deep = {ParticleLogWeights, DetachableGuide, AnalyticKL, MeanFieldTerms, Observation}
+    deep = {
+        ParticleLogWeights,
+        DetachableGuide,
+        AnalyticKL,
+        MeanFieldTerms,
+        Observation,
+        ValueValidation,
+    }
     expected = {
         models.VAE(4, 2, (3,)): deep | {Initializable, Generative},
         models.ToyVAE((4,)): deep | {ExactEvidence, Generative},

@@ -7,9 +7,30 @@ every story from :data:`ppl_lvm.cli.stories.BUILTIN_MODELS` or a user's ``module
 from __future__ import annotations
 
 import argparse
+import gzip
+import pickle
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
+from .checks import DATA_FORMATS, escape_mathtext, unreadable
 from .stories import make_model
+
+#: What the file readers raise for a file they cannot read.
+_READ_ERRORS = (
+    ValueError,
+    TypeError,
+    OSError,
+    EOFError,
+    KeyError,
+    IndexError,
+    pickle.UnpicklingError,
+    gzip.BadGzipFile,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 __all__ = [
     "cmd_compare",
@@ -108,23 +129,106 @@ def default_engine(model) -> str:
 
 
 def load_data(args: argparse.Namespace):
-    """``--data`` (a built-in name or a file), ``--binarize``d and cut to ``--limit``."""
+    """``--data`` (a built-in name or a file), ``--binarize``d and cut to ``--limit``.
+
+    A file that cannot be read (corrupt, truncated, not the format its name says) is one
+    ValueError naming the path and the formats expected.
+    """
     from .. import datasets
 
     if args.data in datasets.KNOWN:
         ds = datasets.load(args.data)
-    elif Path(args.data).exists():
-        ds = datasets.from_file(args.data)
-    else:
+    elif Path(args.data).is_file():
+        try:
+            ds = datasets.from_file(args.data)
+        except _READ_ERRORS as err:
+            expected = f"a {DATA_FORMATS}, or a built-in data set"
+            raise ValueError(unreadable("--data", args.data, err, expected)) from None
+    else:  # check_arguments refuses these first; kept for callers that skip it
         raise ValueError(
             f"--data {args.data!r} is neither a built-in data set ({', '.join(datasets.KNOWN)}) "
-            "nor an existing file (.npy, .npz, .csv or MNIST IDX)."
+            f"nor an existing file ({DATA_FORMATS})."
         )
     if args.binarize:
         ds = ds.binarize()
     if args.limit:
         ds = ds.subset(slice(0, args.limit))
     return ds
+
+
+#: What a parameter file saved by ``ppl-lvm fit`` holds besides the module's ``state_dict``:
+#: the story's ``pyro.param`` values (constrained), under this prefix.
+PARAM_PREFIX = "pyro.param:"
+
+
+def materialise(model, ds) -> None:
+    """Run the model and the guide once on two data, so that every parameter exists (a
+    ``pyro.param`` statement creates its parameter on first use, in the model or the guide)."""
+    x, mask = ds.x[:2], None if ds.mask is None else ds.mask[:2]
+    if model.has_guide:
+        model.sites(x, mask, "guide")
+    model.sites(x, mask, "model")
+
+
+def parameter_state(model) -> dict:
+    """What ``fit`` saves: the module's ``state_dict`` and the story's own ``pyro.param``s."""
+    import pyro
+
+    state = dict(model.state_dict())
+    with model.scoped():
+        for name, value in pyro.get_param_store().items():
+            state[PARAM_PREFIX + name] = value.detach().cpu().clone()
+    return state
+
+
+def load_parameters(model, path: str, args: argparse.Namespace) -> None:
+    """Load ``--load`` into ``model`` (already materialised); a file that is not a parameter
+    file, or holds another model's parameters, is one ValueError naming what was expected."""
+    import pyro
+    import torch
+
+    expected = (
+        "the model.pt that `ppl-lvm fit` writes, made with the same --model, --data and sizes"
+    )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"--load {path!r} cannot be read: it is not a zip archive as torch.save writes, "
+            f"or it is truncated; expected {expected}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a bad file
+        raise ValueError(unreadable("--load", path, err, expected)) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(
+            f"--load {path!r} holds a {type(state).__name__}, not a dictionary of tensors; "
+            f"expected {expected}"
+        )
+    params = {k[len(PARAM_PREFIX) :]: v for k, v in state.items() if k.startswith(PARAM_PREFIX)}
+    modules = {k: v for k, v in state.items() if not k.startswith(PARAM_PREFIX)}
+    want = parameter_state(model)
+    problems = [f"missing {k}" for k in want if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in want]
+    problems += [
+        f"{k} has shape {tuple(v.shape)}, not {tuple(want[k].shape)}"
+        for k, v in state.items()
+        if k in want and v.shape != want[k].shape
+    ]
+    if problems:
+        listed = ", ".join(problems[:4]) + (
+            f" and {len(problems) - 4} more" if problems[4:] else ""
+        )
+        raise ValueError(
+            f"--load {path!r} does not fit --model {args.model} on this data ({listed}); "
+            f"expected {expected}"
+        )
+    model.load_state_dict(modules)
+    with model.scoped():
+        store = pyro.get_param_store()
+        for name, value in params.items():
+            store[name] = value
 
 
 def fit_or_load(model, ds, args: argparse.Namespace, engine_name: str | None = None):
@@ -134,17 +238,13 @@ def fit_or_load(model, ds, args: argparse.Namespace, engine_name: str | None = N
     estimates rather than bounds (importance sampling) learns its proposal through the
     registered ``"iwae"`` engine with 20 particles per step.
     """
-    import torch
-
     from .. import inference
     from ..models.capabilities import ClosedFormMStep, has
 
+    materialise(model, ds)
     if args.load:
-        model.sites(ds.x[:2], None if ds.mask is None else ds.mask[:2], "guide")
-        model.load_state_dict(torch.load(args.load, map_location="cpu", weights_only=True))
+        load_parameters(model, args.load, args)
         return None
-    mb = None if ds.mask is None else ds.mask[:2]
-    model.sites(ds.x[:2], mb, "guide" if model.has_guide else "model")
     if not model.trainable_parameters():
         print(f"{model.name} has no parameters to learn; using it as written")
         return None
@@ -185,7 +285,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.to("cpu")
-    torch.save(model.state_dict(), out / "model.pt")
+    torch.save(parameter_state(model), out / "model.pt")
     print(fit)
     print(f"parameters saved to {out / 'model.pt'} (reload with --load)")
     return 0
@@ -206,7 +306,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         engines=engines,
         seed=args.seed,
         out=args.out,
-        title=f"{model.name} on {ds.name}",
+        title=escape_mathtext(f"{model.name} on {ds.name}"),
     )
     print(result)
     print(f"figure: {result.figure}")
@@ -227,12 +327,28 @@ def cmd_complete(args: argparse.Namespace) -> int:
     truth = None
     if ds.mask is None:
         pattern = "top_half" if ds.image_shape is not None else "random"
-        train, test = ds.split(test_size=min(len(ds) // 5, 500), seed=args.seed)
+        if len(ds) < 2:
+            raise ValueError(
+                f"complete hides entries of held-out rows, so it needs at least 2 rows, but "
+                f"--data {args.data!r} has {len(ds)} (--limit {args.limit}); raise --limit"
+            )
+        # a fifth of the rows (at most 500, at least one) are hidden and completed
+        test_size = max(1, min(len(ds) // 5, 500))
+        train, test = ds.split(test_size=test_size, seed=args.seed)
         hidden = test.with_missing(pattern, seed=args.seed)
         truth = test.x
     else:
         train = hidden = ds
-    fit_or_load(model, train, args)
+    try:
+        fit_or_load(model, train, args)
+    except ValueError as err:
+        if truth is None or args.load:
+            raise
+        hint = f"; raise --limit (now {args.limit})" if args.limit else ""
+        raise ValueError(
+            f"{str(err).rstrip('.')} (complete fits on {len(train)} rows and holds out "
+            f"{len(truth)} to hide and complete{hint})"
+        ) from None
     model.to("cpu")
     done = complete(model, hidden.x, hidden.mask, num_samples=args.samples, seed=args.seed)
     out = Path(args.out)

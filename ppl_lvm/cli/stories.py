@@ -159,35 +159,120 @@ def make_model(args: argparse.Namespace, ds):
     if name in BUILTIN_MODELS:
         return BUILTIN_MODELS[name].factory(ds, args)
     if ":" in name:
-        return _user_model(name, ds)
+        return _user_model(name, ds, args)
     raise ValueError(
         f"--model {name!r} is not a built-in ({', '.join(BUILTIN_MODELS)}) nor "
         "'module:attribute' naming your own story."
     )
 
 
-def _user_model(spec: str, ds):
-    """``module:attr``: a LatentVariableModel, a (model, guide) pair, or a factory taking the
-    Dataset; the module is imported from the current directory or the Python path."""
+#: The rule of ``--model module:attribute`` (also in ``--help``).
+USER_MODEL_RULE = (
+    "module:attribute names your own story in a module of the current folder or the Python "
+    "path: a LatentVariableModel, a (model, guide) pair, a Pyro model function model(x, "
+    "mask=None), or a factory: a function whose first parameter is named ds or dataset (or "
+    "annotated Dataset), called as f(ds), or f(ds, args) when its second parameter is named "
+    "args, that returns one of those"
+)
+
+#: First-parameter names that make a function a factory rather than a model function.
+FACTORY_PARAMETERS = ("ds", "dataset")
+
+
+def _factory_arity(obj: Any) -> int:
+    """2 for ``f(ds, args)``, 1 for ``f(ds)``, 0 for anything that is not a factory."""
+    try:
+        params = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return 0
+    if not params:
+        return 0
+    first = params[0]
+    annotation = first.annotation
+    label = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if first.name not in FACTORY_PARAMETERS and label.rsplit(".", 1)[-1] != "Dataset":
+        return 0
+    return 2 if len(params) > 1 and params[1].name == "args" else 1
+
+
+def _import(spec: str, module_name: str):
+    """Import the user's module; any failure becomes one line naming the place to fix."""
+    import traceback
+
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    importlib.invalidate_caches()  # the file may be newer than the import system's listing
+    where = f"--model {spec!r}"
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.split(".")[0] != err.name.split(".")[0]:
+            raise ValueError(
+                f"{where}: module {module_name!r} imports {err.name!r}, which is not "
+                f"installed; install it or remove the import ({err})."
+            ) from None
+        raise ValueError(
+            f"{where}: cannot import module {module_name!r} ({err}); put {module_name}.py "
+            f"in the current folder ({Path.cwd()}) or on the Python path."
+        ) from None
+    except SyntaxError as err:
+        raise ValueError(
+            f"{where}: {err.filename}, line {err.lineno}: {type(err).__name__}: {err.msg}; "
+            "fix the module."
+        ) from None
+    except SystemExit:
+        raise ValueError(
+            f"{where}: importing module {module_name!r} called sys.exit(); put its script "
+            "part under `if __name__ == '__main__':`."
+        ) from None
+    except Exception as err:  # whatever the user's module raises is reported
+        frames = traceback.extract_tb(err.__traceback__)
+        at = f" at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
+        message = " ".join(str(err).split())
+        raise ValueError(
+            f"{where}: importing module {module_name!r} raised {type(err).__name__}: "
+            f"{message}{at}; fix the module."
+        ) from None
+
+
+def _user_model(spec: str, ds, args: argparse.Namespace | None = None):
+    """``module:attr`` to a story, by the rule of :data:`USER_MODEL_RULE`: a model, a pair, a
+    model function, or a factory (first parameter ``ds``/``dataset`` or annotated Dataset)."""
     from ..models.base import LatentVariableModel, as_model
 
     module_name, _, attr = spec.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        raise ValueError(
-            f"--model {spec!r}: cannot import module {module_name!r} ({err})."
-        ) from None
+    if not module_name or not attr:
+        raise ValueError(f"--model {spec!r}: write module:attribute, e.g. mystory:pair.")
+    module = _import(spec, module_name)
     try:
         obj = getattr(module, attr)
     except AttributeError:
         raise ValueError(
             f"--model {spec!r}: module {module_name!r} has no attribute {attr!r}."
         ) from None
+    if isinstance(obj, type):
+        raise ValueError(
+            f"--model {spec!r} names a class; name an instance, or a factory such as "
+            f"`def make(ds): return {obj.__name__}(ds.dim, ...)`."
+        )
     if isinstance(obj, LatentVariableModel | tuple):
-        return as_model(obj)
-    if callable(obj) and len(inspect.signature(obj).parameters) == 1:
-        return as_model(obj(ds))
-    return as_model(obj)
+        built, what = obj, f"{attr} is not a story"
+    elif callable(obj) and _factory_arity(obj):
+        what = f"the factory {attr}(ds{', args' if _factory_arity(obj) == 2 else ''})"
+        try:
+            built = obj(ds, args) if _factory_arity(obj) == 2 else obj(ds)
+        except Exception as err:  # the user's factory: its message is the report
+            message = " ".join(str(err).split())
+            raise ValueError(
+                f"--model {spec!r}: {what} raised {type(err).__name__}: {message}."
+            ) from None
+        what = f"what {what} returned is not a story"
+    else:
+        built, what = obj, f"{attr} is not a story"
+    try:
+        return as_model(built)
+    except TypeError as err:
+        raise ValueError(
+            f"--model {spec!r}: {what}: {err} (or name a factory, whose first parameter is "
+            "named ds or dataset; see --help)"
+        ) from None

@@ -14,7 +14,7 @@ def check_data(
     Parameters
     ----------
     x : torch.Tensor of shape (N, D)
-        Floating-point data. Entries where ``mask`` is False may hold anything, NaN included.
+        float32 or float64 data. Entries where ``mask`` is False may hold anything, NaN included.
     mask : torch.Tensor of shape (N, D), dtype bool, optional
         True where an entry is observed. ``None`` means every entry is observed.
 
@@ -29,7 +29,8 @@ def check_data(
     Raises
     ------
     TypeError
-        If ``x`` is not a floating tensor or array, or ``mask`` is not boolean.
+        If ``x`` is not a float32 or float64 tensor or array (float16 and bfloat16 are refused
+        too), or ``mask`` is not boolean.
     ValueError
         If ``x`` is not 2-D, is empty, the shapes disagree, or an observed entry is NaN or inf.
     """
@@ -40,6 +41,13 @@ def check_data(
     if not x.is_floating_point():
         raise TypeError(
             f"x must be floating point, got dtype {x.dtype}; convert it with x.float()."
+        )
+    if x.dtype not in (torch.float32, torch.float64):
+        # Half precision and narrower (float16, bfloat16, float8) hold too few digits for
+        # log-densities summed over many entries, and overflow at 65504 (float16).
+        raise TypeError(
+            f"x has dtype {x.dtype}, too narrow for log-densities and their gradients; the "
+            "engines compute in float32 or float64: convert it with x.float()."
         )
     if x.dim() != 2:
         raise ValueError(
@@ -111,3 +119,45 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}.")
     return value  # type: ignore[return-value]
+
+
+def refuse_values(
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    ok: torch.Tensor,
+    *,
+    model: str,
+    expected: str,
+    fix: str,
+) -> None:
+    """Raise ``ValueError`` when an observed entry of ``x`` is outside a model's support.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, D)
+    mask : torch.Tensor of shape (N, D), bool, or None
+        True where observed; unobserved entries are never judged.
+    ok : torch.Tensor of shape (N, D), bool
+        Whether each entry is a value the model can score.
+    model, expected, fix : str
+        The model's name, what it needs (``"binary data (0 or 1)"``) and how to get there; the
+        message names the first offending value and where it is.
+    """
+    bad = ~ok if mask is None else ~ok & mask
+    if bool(bad.any()):
+        where = torch.nonzero(bad)[0].tolist()
+        value = float(x[tuple(where)])
+        place = f"row {where[0]}" + (f", column {where[1]}" if len(where) > 1 else "")
+        raise ValueError(
+            f"{model} needs {expected} in every observed entry, but x has {int(bad.sum())} "
+            f"that are not, the first {value:g} at ({place}); {fix}"
+        )
+
+
+def refuse_all_masked(mask: torch.Tensor | None) -> None:
+    """A fit needs at least one observed entry: refuse a mask that hides everything."""
+    if mask is not None and not bool(mask.any()):
+        raise ValueError(
+            "every entry of x is masked (mask is all False): there is nothing to learn from. "
+            "Pass data with observed entries (True = observed)."
+        )

@@ -7,7 +7,13 @@ budget: a number of tensor elements, not bytes. The budget is, in order of prece
 1. the ``memory_budget=`` argument of the call or engine that takes one;
 2. a :func:`memory_budget` block (``with ppl_lvm.memory_budget(2**22): ...``);
 3. the environment variable ``PPL_LVM_MEMORY_BUDGET`` (elements, e.g. ``67108864``);
-4. :data:`DEFAULT_BUDGET`.
+4. the default: a sixteenth of the memory available when the process asks (4-byte elements),
+   at most :data:`DEFAULT_BUDGET`.
+
+Passes are sized before they allocate: an engine knows how many numbers one particle of one
+datum needs (the story's ``working_width``, times the enumerated states where it enumerates),
+chunks data, and then particles, to stay within the budget, and refuses clearly when even one
+particle of one datum would not fit.
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ from .checks import check_positive_int
 __all__ = [
     "DEFAULT_BUDGET",
     "ENV_VAR",
+    "check_fits",
     "chunk_rows",
     "current_budget",
     "memory_budget",
     "row_slices",
 ]
 
-#: Elements one chunked tensor may hold: 2^26 numbers, 256 MiB of float32, so that a pass with
-#: its intermediate tensors stays near 2 GiB.
+#: The most elements one chunked tensor holds by default: 2^26 numbers, 256 MiB of float32, so
+#: that a pass with its intermediate tensors stays near 2 GiB.
 DEFAULT_BUDGET = 2**26
+
+#: The least default budget, on a machine with almost no memory free.
+_FLOOR = 2**20
 
 #: The environment variable that overrides :data:`DEFAULT_BUDGET`.
 ENV_VAR = "PPL_LVM_MEMORY_BUDGET"
@@ -64,7 +74,36 @@ def current_budget(budget: int | None = None) -> int:
                 f"elements, e.g. {DEFAULT_BUDGET}, or unset it."
             )
         return value
-    return DEFAULT_BUDGET
+    return min(DEFAULT_BUDGET, max(_FLOOR, _available_bytes() // 64))
+
+
+def _available_bytes() -> int:
+    """Memory the operating system says is available (Linux: MemAvailable), else 16 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 16 * 2**30
+
+
+def check_fits(numbers: int, what: str, budget: int | None = None) -> None:
+    """Refuse a pass whose smallest piece (one particle of one datum) exceeds the budget.
+
+    Raises
+    ------
+    MemoryError
+        Naming ``what``, its size and the budget, and how to raise it.
+    """
+    limit = current_budget(budget)
+    if numbers > limit:
+        raise MemoryError(
+            f"{what} needs {numbers:,} numbers in one pass, more than the memory budget of "
+            f"{limit:,}; raise it (memory_budget= of the engine, `with ppl_lvm.memory_budget(n):`"
+            f" or {ENV_VAR}) or make the story smaller."
+        )
 
 
 @contextlib.contextmanager

@@ -4,17 +4,28 @@ changes what the caller draws next."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["fork_rng", "seeded"]
+__all__ = ["fork_rng", "resolve_seed", "seeded"]
 
 
 def _cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``seed`` as an int; None draws a fresh one from the operating system, so that a run
+    asked to be random still records the seed that reproduces it."""
+    if seed is None:
+        return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or None, got {seed!r}.")
+    return int(seed)
 
 
 @contextlib.contextmanager

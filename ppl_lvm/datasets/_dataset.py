@@ -17,7 +17,49 @@ import torch
 
 from ..core.checks import check_data
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "check_fits_float32"]
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def check_fits_float32(x: np.ndarray | torch.Tensor, what: str) -> None:
+    """Refuse finite values that float32 cannot hold, before a cast would turn them into inf.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor of shape (N, D)
+        Data about to be stored as float32.  NaN and inf are left to the other checks.
+    what : str
+        How to name ``x`` at the start of the message (``"x"``, or a file's quoted path).
+
+    Raises
+    ------
+    ValueError
+        If some finite ``|x|`` exceeds ``torch.finfo(torch.float32).max`` (about 3.4e38),
+        naming how many, and the first one's value, row and column.
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind != "f" or np.finfo(x.dtype).max <= _FLOAT32_MAX:
+            return  # integers and narrow floats always fit
+        too_big = np.isfinite(x) & (np.abs(x) > _FLOAT32_MAX)
+        if not too_big.any():
+            return
+        first = np.argwhere(too_big)[0]
+    else:
+        if not x.is_floating_point() or torch.finfo(x.dtype).max <= _FLOAT32_MAX:
+            return
+        too_big = torch.isfinite(x) & (x.abs() > _FLOAT32_MAX)
+        if not too_big.any():
+            return
+        first = torch.nonzero(too_big)[0]
+    row, col = (int(i) for i in first)
+    count = int(too_big.sum())
+    raise ValueError(
+        f"{what} holds {count} finite value{'s' * (count != 1)} too large for float32 (|x| > "
+        f"{_FLOAT32_MAX:.4g}), the first {float(x[row, col]):.4g} at (row {row}, column "
+        f"{col}); stored as float32 such values become inf. Rescale the data (e.g. divide by "
+        "a constant, or take logs) so that every value fits"
+    )
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -27,8 +69,9 @@ class Dataset:
     Parameters
     ----------
     x : torch.Tensor or numpy.ndarray
-        Data, shape ``[N, D]``, floating point; stored as float32.  NaN entries mark missing
-        values when ``mask`` is None.  After construction, entries where the mask is False are
+        Data, shape ``[N, D]``, floating point; stored as float32, so every finite value must
+        fit in float32 (``|x| <= 3.4e38``).  NaN entries mark missing values when ``mask`` is
+        None.  After construction, entries where the mask is False are
         0.0, never NaN.
     mask : torch.Tensor or numpy.ndarray or None
         Boolean, shape ``[N, D]``; True where ``x`` is observed.  None means fully observed
@@ -50,7 +93,8 @@ class Dataset:
     TypeError
         If ``x`` is not floating point, ``mask`` not boolean or ``labels`` not integer.
     ValueError
-        If shapes disagree, or an observed entry of ``x`` is NaN or infinite.
+        If shapes disagree, an observed entry of ``x`` is NaN or infinite, or a finite one is
+        too large for float32.
     """
 
     x: torch.Tensor
@@ -68,7 +112,12 @@ class Dataset:
             nan = torch.isnan(x)
             if nan.any():  # NaN marks a missing entry
                 mask = ~nan
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype.itemsize < 4:
+            # Half precision widens to float32 exactly; check_data refuses it because engines
+            # cannot compute in it, but a data set is stored as float32 anyway.
+            x = x.to(torch.float32)
         x, mask = check_data(x, mask)
+        check_fits_float32(x, "x")
         x = x.to(torch.float32)
         n, d = x.shape
         labels = self._check_labels(self.labels, n)

@@ -7,7 +7,7 @@ from ..core.logweights import LogWeights
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
 from ._enumops import exact_log_marginal
-from ._weights import check_model_guide, log_weights
+from ._weights import check_model_guide, log_weights, log_weights_in_chunks
 from .base import Engine
 from .enumeration import Enumeration
 from .importance import ImportanceSampling
@@ -57,6 +57,7 @@ __all__ = [
     "create",
     "exact_log_marginal",
     "log_weights",
+    "log_weights_in_chunks",
     "register",
     "spec",
     "unregister",

@@ -24,8 +24,14 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from ..core.errors import UnsupportedModelError
-from ..core.memory import chunk_rows
-from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
+from ..core.memory import check_fits, chunk_rows
+from ..models.base import (
+    DATA_PLATE,
+    LatentVariableModel,
+    SiteInfo,
+    discrete_state_count,
+    sample_sites,
+)
 from ..models.capabilities import EnumeratedLogJoint, has
 from ._weights import PARTICLE_PLATE, particle_value, plate_nesting, site_log_prob
 
@@ -149,16 +155,38 @@ def check_dependencies(tr: poutine.Trace) -> None:
                     )
 
 
-def exact_log_marginal(model: LatentVariableModel, x, mask) -> torch.Tensor:
+def exact_log_marginal(
+    model: LatentVariableModel, x, mask, *, budget: int | None = None
+) -> torch.Tensor:
     """log p(x_n) with every local discrete latent summed out, shape (N,), differentiable in the
-    model's parameters; the model's declared ``EnumeratedLogJoint`` path where it has one."""
+    model's parameters; the model's declared ``EnumeratedLogJoint`` path where it has one.
+
+    The traced path holds states × data × the story's ``working_width`` numbers, so the data are
+    summed in chunks that fit the memory budget (the sum factorises over data: every latent is
+    local), and a story whose one datum does not fit is refused before any work.
+    """
     if has(model, EnumeratedLogJoint):
         with model.scoped():
             return torch.logsumexp(model.enumerate_log_joint(x, mask), -1)
+    states = discrete_state_count(model.sites(x, mask)) or 1
+    per_datum = states * model.working_width(x)
+    check_fits(per_datum, f"enumerating one datum of story '{model.name}'", budget)
+    rows = chunk_rows(x.shape[0], per_datum, budget)
+    if rows < x.shape[0]:
+        parts = [
+            _marginal_pass(model, x[sl], None if mask is None else mask[sl])
+            for sl in (slice(i, i + rows) for i in range(0, x.shape[0], rows))
+        ]
+        return torch.cat(parts)
+    return _marginal_pass(model, x, mask)
+
+
+def _marginal_pass(model: LatentVariableModel, x, mask) -> torch.Tensor:
+    """One contraction of the enumerated factors for the data ``x`` (n, D): (n,)."""
     if x.shape[0] == 1:
         # Pyro packs away dims of size 1, the data plate's included; score a copy beside it
         x, mask = twice(x, mask)
-        return exact_log_marginal(model, x, mask)[:1]
+        return _marginal_pass(model, x, mask)[:1]
     tr = enum_trace(model, x, mask)
     factors, sum_dims, data = _factors(tr)
     out = contract_to_tensor(factors, sum_dims, target_ordinal=data)

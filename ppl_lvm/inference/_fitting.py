@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 
-from ..core.checks import check_data, check_positive_int
+from ..core.checks import check_data, check_positive_int, refuse_all_masked
 from ..core.errors import UnsupportedModelError
 from ..core.rng import seeded
-from ..models.base import LatentVariableModel, SiteInfo
+from ..models.base import LatentVariableModel, SiteInfo, conform_data
 from ..models.capabilities import Initializable, ParticleLogWeights, has
-from . import _loop
+from ..models.support import check_values
+from . import _checkpoint, _loop
 from ._weights import plate_nesting
 from .objectives import Objective
 
@@ -37,12 +38,13 @@ def fit_by_gradient(
     mask: torch.Tensor | None,
     sites: dict[str, SiteInfo],
     *,
+    engine: str,
     label: str,
     optimizer: str | Callable[..., torch.optim.Optimizer],
     lr: float,
     batch_size: int | None,
     validate: Callable[..., float],
-    seed: int | None,
+    seed: int,
     progress: bool,
     epochs: int | None,
     steps: int | None,
@@ -71,6 +73,7 @@ def fit_by_gradient(
     check_positive_int("steps", steps, allow_none=True)
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: fit(..., validation=x_val).")
+    refuse_all_masked(mask)
     dev = _resolve_device(device, x)
     if any(p.device != dev for p in lvm.parameters()):
         lvm.to(dev)
@@ -80,6 +83,8 @@ def fit_by_gradient(
     if validation is not None:
         vx, vm = validation if isinstance(validation, tuple) else (validation, None)
         vx, vm = check_data(vx, vm)
+        vx = conform_data(lvm, vx)  # a wrong width fails here, before any training
+        check_values(lvm, vx, vm)
         val = (vx.to(dev), None if vm is None else vm.to(dev))
 
     n = x.shape[0]
@@ -89,16 +94,34 @@ def fit_by_gradient(
     unit = per_epoch if epochs is not None else 1
     enumerated = objective.enumerated(sites)
     rank = _rank(lvm, x[:batch], None if mask is None else mask[:batch], enumerated)
+    if checkpoint is not None:
+        _checkpoint.check_writable(checkpoint)
     t0 = time.perf_counter()
     with seeded(seed):
+        # parameters exist once model and guide have run
+        lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
+        meta = _checkpoint.describe(
+            lvm,
+            x,
+            mask,
+            engine=engine,
+            objective=objective.name,
+            estimator=objective.estimator,
+            num_particles=objective.num_particles,
+            batch_size=batch_size,
+            # a callable by its qualified name: its repr holds a memory address
+            optimizer=optimizer
+            if isinstance(optimizer, str)
+            else getattr(optimizer, "__qualname__", type(optimizer).__qualname__),
+            lr=float(lr),
+            seed=seed,
+        )
         state = None
         if resume is not None:
-            state = _loop.load_checkpoint(resume, dev)
+            state = _checkpoint.load(resume, meta, dev)
             lvm.load_state_dict(state["model"])
         elif initialize and has(lvm, Initializable):
             lvm.initialize(x, mask, seed)
-        # parameters exist once model and guide have run
-        lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
         params = lvm.trainable_parameters()
         if not params:
             raise UnsupportedModelError(
@@ -130,11 +153,12 @@ def fit_by_gradient(
                 eval_every=eval_every * unit,
                 patience=patience,
             ),
-            seed=0 if seed is None else int(seed),
+            seed=seed,
             nan_message=nan_message,
             validate=None if val is None else (lambda: validate(lvm, *val)),
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
+            meta=meta,
             resume=state,
             progress=progress,
             desc=label,

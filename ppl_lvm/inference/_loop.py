@@ -9,17 +9,21 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["LoopResult", "Schedule", "load_checkpoint", "make_optimizer", "run"]
+from . import _checkpoint
+
+__all__ = ["OPTIMIZERS", "LoopResult", "Schedule", "make_optimizer", "run"]
 
 #: Optimisers known by name; a callable ``f(params, lr=...)`` works too.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -104,13 +108,8 @@ class LoopResult:
     converged: bool
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    """Read a checkpoint written by :func:`run`: tensors and plain values only, no pickled code."""
-    return torch.load(path, map_location=device, weights_only=True)
-
-
-def _save(path: Path, model: torch.nn.Module, optim, gen: torch.Generator, st: _State) -> None:
-    state = {
+def _snapshot(model: torch.nn.Module, optim, gen: torch.Generator, st: _State) -> dict:
+    return {
         "model": model.state_dict(),
         "optimizer": optim.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -124,10 +123,34 @@ def _save(path: Path, model: torch.nn.Module, optim, gen: torch.Generator, st: _
         "best_state": st.best_state,
         "stale": st.stale,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a broken checkpoint
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Hold a Ctrl-C (SIGINT) until the current step is complete.
+
+    A ``KeyboardInterrupt`` raised in the middle of a step could leave the parameters, the
+    optimiser or the random stream half-updated, and a checkpoint of that state would not resume
+    to the uninterrupted result. The first Ctrl-C only sets a flag, which the loop reads between
+    steps; a second one interrupts at once. Outside the main thread signals cannot be caught, and
+    the loop runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pending = [False]
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if pending[0]:
+            raise KeyboardInterrupt
+        pending[0] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: pending[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(
@@ -142,6 +165,7 @@ def run(
     validate: Callable[[], float] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
+    meta: dict | None = None,
     resume: dict | None = None,
     progress: bool = True,
     desc: str = "fit",
@@ -168,9 +192,13 @@ def run(
     validate : callable, optional
         Returns a held-out score, higher is better, checked every ``schedule.eval_every`` steps.
     checkpoint : path, optional
-        Written every ``checkpoint_every`` steps, at the end and on Ctrl-C.
+        Written every ``checkpoint_every`` steps, at the end and on Ctrl-C (after the step in
+        progress completes, so that resuming gives the uninterrupted result).
+    meta : dict, optional
+        What the checkpoint belongs to (:func:`ppl_lvm.inference._checkpoint.describe`).
     resume : dict, optional
-        A checkpoint from :func:`load_checkpoint`; the model's state must already be loaded.
+        A checkpoint read by :func:`ppl_lvm.inference._checkpoint.load`; the model's state must
+        already be loaded.
     progress : bool
         Show a tqdm bar.
     desc, postfix : str
@@ -205,72 +233,80 @@ def run(
             best_state=resume["best_state"],
             stale=resume["stale"],
         )
-    path = None if checkpoint is None else Path(checkpoint)
+    path = None if checkpoint is None else _checkpoint.check_writable(checkpoint)
     last_good = [p.detach().clone() for p in params]
     good_step = st.step
     stopped_early = converged = False
     bar = tqdm(total=sch.total_steps, initial=st.step, desc=desc, disable=not progress, leave=False)
-    try:
-        while st.step < sch.total_steps:
-            idx = None
-            if batch is not None:
-                if st.pos >= n:
-                    st.perm, st.pos = torch.randperm(n, generator=gen), 0
-                idx = st.perm[st.pos : st.pos + batch]
-                idx = idx if device is None else idx.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            obj = objective(idx)
-            value = obj.detach().item()
-            if not math.isfinite(value):
-                with torch.no_grad():
-                    for p, good in zip(params, last_good, strict=True):
-                        p.copy_(good)
-                raise FloatingPointError(nan_message(value, st.step, good_step))
-            (-obj).backward()
-            if st.step % sch.snapshot_every == 0 and st.step != good_step:
-                with torch.no_grad():
-                    for p, good in zip(params, last_good, strict=True):
-                        good.copy_(p)
-                good_step = st.step
-            optimizer.step()
-            # the batch counts as used only once its step is taken, so a checkpoint written
-            # on Ctrl-C resumes with the batch that was interrupted
-            if batch is not None:
-                st.pos += batch
-            previous = st.history[-1] if st.history else None
-            st.history.append(value)
-            st.step += 1
-            bar.update(1)
-            if st.step % 20 == 0:
-                bar.set_postfix({postfix: f"{value:.3f}"})
-            if sch.tol is not None and previous is not None and abs(value - previous) < sch.tol:
-                converged = True
-                break
-            if validate is not None and st.step % sch.eval_every == 0:
-                score = validate()
-                st.validation.append((st.step, score))
-                if score > st.best_value:
-                    st.best_value, st.best_state, st.stale = (
-                        score,
-                        copy.deepcopy(model.state_dict()),
-                        0,
-                    )
-                else:
-                    st.stale += 1
-                if sch.patience is not None and st.stale >= sch.patience:
-                    stopped_early = True
-                    break
-            if path is not None and st.step % checkpoint_every == 0:
-                _save(path, model, optimizer, gen, st)
-    except KeyboardInterrupt:
-        # an interrupted run keeps its progress: resume=checkpoint continues it exactly
+
+    def save() -> None:
         if path is not None:
-            _save(path, model, optimizer, gen, st)
+            _checkpoint.save(path, _snapshot(model, optimizer, gen, st), meta or {})
+
+    at_boundary = False  # whether a Ctrl-C was taken between two steps
+    try:
+        with _deferred_interrupt() as interrupted:
+            while st.step < sch.total_steps:
+                if interrupted():
+                    at_boundary = True
+                    raise KeyboardInterrupt
+                idx = None
+                if batch is not None:
+                    if st.pos >= n:
+                        st.perm, st.pos = torch.randperm(n, generator=gen), 0
+                    idx = st.perm[st.pos : st.pos + batch]
+                    idx = idx if device is None else idx.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                obj = objective(idx)
+                value = obj.detach().item()
+                if not math.isfinite(value):
+                    with torch.no_grad():
+                        for p, good in zip(params, last_good, strict=True):
+                            p.copy_(good)
+                    raise FloatingPointError(nan_message(value, st.step, good_step))
+                (-obj).backward()
+                if st.step % sch.snapshot_every == 0 and st.step != good_step:
+                    with torch.no_grad():
+                        for p, good in zip(params, last_good, strict=True):
+                            good.copy_(p)
+                    good_step = st.step
+                optimizer.step()
+                if batch is not None:
+                    st.pos += batch
+                previous = st.history[-1] if st.history else None
+                st.history.append(value)
+                st.step += 1
+                bar.update(1)
+                if st.step % 20 == 0:
+                    bar.set_postfix({postfix: f"{value:.3f}"})
+                if sch.tol is not None and previous is not None and abs(value - previous) < sch.tol:
+                    converged = True
+                    break
+                if validate is not None and st.step % sch.eval_every == 0:
+                    score = validate()
+                    st.validation.append((st.step, score))
+                    if score > st.best_value:
+                        st.best_value, st.best_state, st.stale = (
+                            score,
+                            copy.deepcopy(model.state_dict()),
+                            0,
+                        )
+                    else:
+                        st.stale += 1
+                    if sch.patience is not None and st.stale >= sch.patience:
+                        stopped_early = True
+                        break
+                if path is not None and st.step % checkpoint_every == 0:
+                    save()
+    except KeyboardInterrupt:
+        # an interrupted run keeps its progress: resume=checkpoint continues it exactly. A
+        # second Ctrl-C lands mid-step, and that state is not saved: the last checkpoint stands.
+        if at_boundary:
+            save()
         raise
     finally:
         bar.close()
-    if path is not None:
-        _save(path, model, optimizer, gen, st)
+    save()
     if stopped_early and st.best_state is not None:
         model.load_state_dict(st.best_state)
     return LoopResult(

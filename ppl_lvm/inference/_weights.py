@@ -7,6 +7,7 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import pyro
@@ -18,13 +19,16 @@ from .._typing import ModelLike
 from ..core.checks import check_data
 from ..core.errors import ModelGuideMismatchError
 from ..core.logweights import LogWeights
+from ..core.memory import check_fits, chunk_rows, current_budget
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 
 __all__ = [
     "PARTICLE_PLATE",
     "check_model_guide",
+    "concat_log_weights",
     "log_weights",
+    "log_weights_in_chunks",
     "particle_value",
     "plate_nesting",
     "site_log_prob",
@@ -329,3 +333,98 @@ def log_weights(
         log_lik=log_lik,
         log_q_score=log_q_score,
     )
+
+
+def concat_log_weights(parts: list[LogWeights], keep_samples: bool = True) -> LogWeights:
+    """Particle chunks of the same data, joined along the particle dim (K = Σ K_i)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+
+    def cat(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else torch.cat(values, 0)
+
+    samples = {k: torch.cat([p.samples[k] for p in parts], 0) for k in first.samples}
+    return LogWeights(
+        log_p=cat("log_p"),
+        log_q=cat("log_q"),
+        global_log_p=cat("global_log_p"),
+        global_log_q=cat("global_log_q"),
+        samples=samples if keep_samples else {},
+        local_sites=first.local_sites,
+        log_lik=cat("log_lik"),
+        log_q_score=cat("log_q_score"),
+    )
+
+
+def log_weights_in_chunks(
+    model: LatentVariableModel,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    num_particles: int,
+    proposal: Literal["guide", "prior"] = "guide",
+    rows_per_chunk: int | None = None,
+    budget: int | None = None,
+    validate: bool = False,
+    keep_samples: bool = True,
+) -> Iterator[tuple[slice, LogWeights]]:
+    """:func:`log_weights` over chunks of data, and of particles, within the memory budget.
+
+    One particle of one datum needs ``model.working_width(x)`` numbers; the data are chunked so
+    that K particles × rows × width stays within the budget, and when one datum's K particles do
+    not fit, its particles are drawn in chunks and joined.
+
+    Parameters
+    ----------
+    model : LatentVariableModel
+    x : torch.Tensor of shape (N, D)
+    mask : torch.Tensor of shape (N, D) or None
+    num_particles : int
+        K.
+    proposal : {"guide", "prior"}
+    rows_per_chunk : int, optional
+        Data per pass, overriding the budget's choice (particles are then not chunked).
+    budget : int, optional
+        Elements per pass; defaults to the budget in force (:mod:`ppl_lvm.core.memory`).
+    validate : bool
+        Check the model/guide pair on the first pass.
+    keep_samples : bool
+        Keep the particles themselves (False spares their memory when only weights are needed).
+
+    Yields
+    ------
+    rows : slice
+        The data of the chunk.
+    LogWeights
+        Of K particles for those data: ``log_p``, ``log_q`` (K, n), ...
+
+    Raises
+    ------
+    MemoryError
+        When one particle of one datum exceeds the budget.
+    """
+    width = model.working_width(x)
+    check_fits(width, f"one particle of one datum of story '{model.name}'", budget)
+    limit = current_budget(budget)
+    per_pass = num_particles if rows_per_chunk is not None else min(num_particles, limit // width)
+    rows = rows_per_chunk or chunk_rows(x.shape[0], per_pass * width, budget)
+    first = True
+    for start in range(0, x.shape[0], rows):
+        sl = slice(start, min(start + rows, x.shape[0]))
+        xb, mb = x[sl], None if mask is None else mask[sl]
+        parts = []
+        for k0 in range(0, num_particles, per_pass):
+            parts.append(
+                log_weights(
+                    model,
+                    xb,
+                    mb,
+                    num_particles=min(per_pass, num_particles - k0),
+                    proposal=proposal,
+                    validate=validate and first,
+                )
+            )
+            first = False
+        yield sl, concat_log_weights(parts, keep_samples)

@@ -19,7 +19,8 @@ from ..core.checks import check_data
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, EvidenceKind, FitResult
-from ..models.base import LatentVariableModel, SiteInfo, as_model
+from ..models.base import LatentVariableModel, SiteInfo, as_model, conform_data
+from ..models.support import check_values
 
 __all__ = ["Engine"]
 
@@ -51,7 +52,12 @@ class Engine(abc.ABC):
     def prepare(
         self, model: ModelLike, x: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[LatentVariableModel, torch.Tensor, torch.Tensor | None, dict[str, SiteInfo]]:
-        """Coerce the story, validate the data and check this engine can handle the story.
+        """Coerce the story, validate the data against it, and check this engine can handle it.
+
+        The one place every engine entry point checks its input: the data's shape and values
+        (:func:`~ppl_lvm.core.checks.check_data`), their dtype against the model's parameters
+        (cast, with one warning), their width against the model's ``dim``, and every observed
+        value against the support of its site (:func:`~ppl_lvm.models.support.check_values`).
 
         Returns
         -------
@@ -65,11 +71,15 @@ class Engine(abc.ABC):
         ------
         UnsupportedModelError
             Before any work, when the story has a site this engine cannot handle.
+        ValueError
+            For data the story cannot score, naming the problem and the fix.
         """
         lvm = as_model(model)
         x, mask = check_data(x, mask)
+        x = conform_data(lvm, x)
         sites = lvm.sites(x, mask)
         self.check_supported(lvm, sites)
+        check_values(lvm, x, mask)
         return lvm, x, mask, sites
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:

@@ -20,17 +20,16 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from .._typing import ModelLike
-from ..core.checks import check_choice, check_positive_int
+from ..core.checks import check_choice, check_positive_int, refuse_all_masked
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
-from ..core.rng import seeded
+from ..core.rng import resolve_seed, seeded
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, discrete_state_count
 from ..models.capabilities import (
     ClosedFormMStep,
     EnumeratedLogJoint,
     Initializable,
-    ValueValidation,
     has,
 )
 from . import _loop
@@ -309,13 +308,13 @@ class Enumeration(Engine):
         check_choice("method", method, ("em", "gradient"))
         check_positive_int("max_steps", max_steps)
         lvm, x, mask, _ = self.prepare(model, x, mask)
+        refuse_all_masked(mask)
+        seed = resolve_seed(seed)
         if method == "em" and not has(lvm, ClosedFormMStep):
             raise UnsupportedModelError(
                 f"EM needs closed-form M-steps, which story '{lvm.name}' does not provide; use "
                 "method='gradient'."
             )
-        if has(lvm, ValueValidation):
-            lvm.validate_values(x, mask)
         can_init = initialize and has(lvm, Initializable)
         n_init = lvm.num_init if can_init and has(lvm, ClosedFormMStep) else 1
         t0 = time.perf_counter()

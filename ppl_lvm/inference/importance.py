@@ -27,10 +27,9 @@ from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
-from ..core.memory import chunk_rows, row_slices
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
-from ..core.rng import seeded
+from ..core.rng import resolve_seed, seeded
 from ..core.stats import log_mean_weight, pareto_khat
 from ..models.base import (
     DATA_PLATE,
@@ -41,7 +40,7 @@ from ..models.base import (
 )
 from ._enumops import exact_log_marginal
 from ._fitting import fit_by_gradient
-from ._weights import log_weights
+from ._weights import log_weights_in_chunks
 from .base import Engine
 from .objectives import Iwae
 
@@ -98,11 +97,12 @@ class ImportanceSampling(Engine):
     num_particles : int
         K, particles per datum.
     chunk_size : int or None
-        Data per vectorised pass; None picks the largest chunk whose K × chunk × D tensor fits
-        the memory budget.
+        Data per vectorised pass; None sizes passes by the memory budget: data are chunked so
+        that K particles × data × the story's ``working_width`` fit, and a datum whose K
+        particles do not fit has them drawn in chunks.
     memory_budget : int or None
-        Elements (not bytes) a pass may hold per tensor of particle × data × feature shape;
-        None uses the budget in force (:mod:`ppl_lvm.core.memory`, 2^26 by default).
+        Elements (not bytes) a pass may hold; None uses the budget in force
+        (:mod:`ppl_lvm.core.memory`).
 
     Examples
     --------
@@ -157,25 +157,20 @@ class ImportanceSampling(Engine):
             return _Scoped(story, lvm), "guide"
         return lvm, self.proposal
 
-    def _chunk(self, x: torch.Tensor) -> int:
-        if self.chunk_size is not None:
-            return self.chunk_size
-        return chunk_rows(x.shape[0], self.num_particles * x.shape[1], self.memory_budget)
-
-    def _weights(self, lvm, sites, x, mask, validate: bool):
+    def _weights(self, lvm, sites, x, mask, validate: bool, keep_samples: bool = True):
         story, mode = self._story(lvm, sites)
-        chunk = self._chunk(x)
-        for i, start in enumerate(range(0, x.shape[0], chunk)):
-            xb = x[start : start + chunk]
-            mb = None if mask is None else mask[start : start + chunk]
-            yield log_weights(
-                story,
-                xb,
-                mb,
-                num_particles=self.num_particles,
-                proposal=mode,
-                validate=validate and i == 0,
-            )
+        for _, lw in log_weights_in_chunks(
+            story,
+            x,
+            mask,
+            num_particles=self.num_particles,
+            proposal=mode,
+            rows_per_chunk=self.chunk_size,
+            budget=self.memory_budget,
+            validate=validate,
+            keep_samples=keep_samples,
+        ):
+            yield lw
 
     def log_evidence(
         self,
@@ -205,7 +200,7 @@ class ImportanceSampling(Engine):
         lvm, x, mask, sites = self.prepare(model, x, mask)
         parts: list[tuple[torch.Tensor, ...]] = []
         with torch.no_grad(), seeded(seed):
-            for lw in self._weights(lvm, sites, x, mask, validate=True):
+            for lw in self._weights(lvm, sites, x, mask, validate=True, keep_samples=False):
                 est, se, ess = log_mean_weight(lw.local)
                 k_hat = pareto_khat(lw.local) if khat else None
                 parts.append((est, se, ess, k_hat))
@@ -316,17 +311,18 @@ class ImportanceSampling(Engine):
             )
         objective = Iwae(self.num_particles)
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        seed = resolve_seed(seed)
         objective.check_supported(lvm, sites)
 
         def validate(lvm: LatentVariableModel, vx: torch.Tensor, vm: torch.Tensor | None) -> float:
-            with torch.no_grad():
-                rows = row_slices(vx.shape[0], self.num_particles * vx.shape[1])
-                per = [
-                    objective.per_datum(
-                        lvm, vx[r], None if vm is None else vm[r], self.num_particles, len(vx)
-                    )
-                    for r in rows
-                ]
+            per = []
+            with torch.no_grad(), lvm.scoped():
+                chunks = log_weights_in_chunks(
+                    lvm, vx, vm, num_particles=self.num_particles, keep_samples=False
+                )
+                for rows, lw in chunks:
+                    mb = None if vm is None else vm[rows]
+                    per.append(objective.per_datum(lvm, lw, vx[rows], mb, len(vx)))
             return float(torch.cat(per).mean())
 
         loop, info, seconds = fit_by_gradient(
@@ -335,6 +331,7 @@ class ImportanceSampling(Engine):
             x,
             mask,
             sites,
+            engine=self.name,
             label="ImportanceSampling.fit",
             optimizer=optimizer,
             lr=lr,
@@ -379,6 +376,9 @@ class _Scoped(LatentVariableModel):
 
     def guide(self, x, mask=None):
         return self._story.guide(x, mask)
+
+    def working_width(self, x):
+        return self._owner.working_width(x)
 
     @property
     def name(self) -> str:

@@ -158,15 +158,14 @@ class Objective:
     def per_datum(
         self,
         lvm: LatentVariableModel,
+        lw: LogWeights,
         xb: torch.Tensor,
         mb: torch.Tensor | None,
-        num_particles: int,
         num_data: int,
     ) -> torch.Tensor:
-        """The bound for each datum of a chunk, shape (B,), with the global terms shared equally
-        among all ``num_data`` data so that the total is the bound."""
+        """The bound for each datum of a chunk from its particles' weights, shape (B,), with the
+        global terms shared equally among all ``num_data`` data so that the total is the bound."""
         with lvm.scoped():
-            lw = log_weights(lvm, xb, mb, num_particles=num_particles, validate=False)
             per = self.bound(lvm, lw, xb, mb)
         return per + (lw.global_log_p - lw.global_log_q).mean() / num_data
 

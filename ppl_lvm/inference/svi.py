@@ -25,15 +25,14 @@ import torch
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
 from ..core.errors import UnsupportedModelError
-from ..core.memory import row_slices
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
-from ..core.rng import seeded
+from ..core.rng import resolve_seed, seeded
 from ..models.base import LatentVariableModel, SiteInfo
 from . import _loop
 from ._enumops import replayed_posterior
 from ._fitting import fit_by_gradient
-from ._weights import log_weights
+from ._weights import log_weights_in_chunks
 from .base import Engine
 from .objectives import OBJECTIVES, Objective
 
@@ -147,8 +146,9 @@ class SVI(Engine):
         model : LatentVariableModel, (model_fn, guide_fn) pair
         x : torch.Tensor of shape (N, D)
         mask : torch.Tensor of shape (N, D), bool, optional
-        seed : int
-            Seeds the batch order and every particle draw.
+        seed : int or None
+            Seeds the batch order and every particle draw; None draws a fresh seed, which the
+            result records (``FitResult.seed``).
         progress : bool
             Show a tqdm progress bar.
         epochs, steps : int
@@ -180,12 +180,14 @@ class SVI(Engine):
             ``history``: the minibatch objective per datum at every step.
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        seed = resolve_seed(seed)
         loop, info, seconds = fit_by_gradient(
             self._objective,
             lvm,
             x,
             mask,
             sites,
+            engine=self.name,
             label=f"SVI {self.objective}",
             optimizer=self.optimizer,
             lr=self.lr,
@@ -218,10 +220,14 @@ class SVI(Engine):
     # -- evaluation ----------------------------------------------------------------------------
     def _per_datum(self, lvm: LatentVariableModel, x, mask, num_particles: int) -> torch.Tensor:
         out = []
-        for rows in row_slices(x.shape[0], num_particles * x.shape[1]):
-            mb = None if mask is None else mask[rows]
-            per = self._objective.per_datum(lvm, x[rows], mb, num_particles, x.shape[0])
-            out.append(per.detach())
+        with lvm.scoped():
+            chunks = log_weights_in_chunks(
+                lvm, x, mask, num_particles=num_particles, keep_samples=False
+            )
+            for rows, lw in chunks:
+                mb = None if mask is None else mask[rows]
+                per = self._objective.per_datum(lvm, lw, x[rows], mb, x.shape[0])
+                out.append(per.detach())
         return torch.cat(out)
 
     def mean_bound(self, lvm: LatentVariableModel, x, mask=None) -> float:
@@ -293,14 +299,11 @@ class SVI(Engine):
             with torch.no_grad(), seeded(seed):
                 out = replayed_posterior(lvm, x, mask, sites, num_samples)
             return Posterior(engine=self.name, x=x, mask=mask, log_weights=None, **out)
-        with torch.no_grad(), seeded(seed):
+        with torch.no_grad(), seeded(seed), lvm.scoped():
             samples: dict[str, list[torch.Tensor]] = {}
             scores: dict[str, list[torch.Tensor]] = {"log_lik": [], "log_p": [], "log_q": []}
             local: tuple[str, ...] = ()
-            for rows in row_slices(x.shape[0], num_samples * x.shape[1]):
-                xb, mb = x[rows], None if mask is None else mask[rows]
-                with lvm.scoped():
-                    lw = log_weights(lvm, xb, mb, num_particles=num_samples, validate=False)
+            for _, lw in log_weights_in_chunks(lvm, x, mask, num_particles=num_samples):
                 local = lw.local_sites
                 for k, v in lw.samples.items():
                     samples.setdefault(k, []).append(v)

@@ -22,10 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.checks import check_choice, check_positive_int
+from ..core.checks import check_choice, check_positive_int, refuse_values
+from ..core.densities import (
+    bernoulli_log_prob,
+    gaussian_kl,
+    normal_log_prob,
+    std_normal_log_prob,
+)
 from ..core.logweights import LogWeights
 from ..core.rng import seeded
-from ..core.stats import LOG_2PI
 from .base import DATA_PLATE, LatentVariableModel
 from .capabilities import (
     DetachableGuide,
@@ -38,35 +43,23 @@ from .capabilities import (
     has,
 )
 
-__all__ = [
-    "AmortizedGaussianLVM",
-    "AmortizedLVM",
-    "bernoulli_log_prob",
-    "gaussian_kl",
-    "normal_log_prob",
-    "std_normal_log_prob",
-]
+__all__ = ["LIKELIHOODS", "AmortizedGaussianLVM", "AmortizedLVM", "Likelihood"]
 
 
-def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """Σ_l log N(z_l; 0, 1) over the last dim: (..., L) -> (...)."""
-    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * LOG_2PI)
+#: The decoder likelihoods of :class:`AmortizedGaussianLVM`.
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+Likelihood = Literal["bernoulli", "continuous_bernoulli", "gaussian"]
 
 
-def normal_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log N(x; loc, scale²) entry by entry, broadcasting."""
-    return -0.5 * (((x - loc) / scale).pow(2) + 2 * scale.log() + LOG_2PI)
-
-
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log Bernoulli(x; σ(logits)) entry by entry, broadcasting."""
-    logits, x = torch.broadcast_tensors(logits, x)
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-
-
-def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """KL(N(loc, diag scale²) ‖ N(0, I)) over the last dim."""
-    return 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum(-1)
+#: Layers whose outputs are channels × positions wide.
+_CONVOLUTIONS = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 
 
 class AmortizedLVM(LatentVariableModel, ParticleLogWeights, Observation, Generative):
@@ -105,6 +98,17 @@ class AmortizedLVM(LatentVariableModel, ParticleLogWeights, Observation, Generat
         super().__init__()
         self.dim = check_positive_int("dim", dim)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
+
+    def working_width(self, x: torch.Tensor) -> int:
+        """The data's width, or the widest layer of the networks when that is wider (a
+        convolution's channels times the image size, at most)."""
+        width = super().working_width(x)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                width = max(width, module.out_features)
+            elif isinstance(module, _CONVOLUTIONS):
+                width = max(width, module.out_channels * self.dim)
+        return width
 
     # -- what a subclass gives -------------------------------------------------------------------
     def prior_distribution(self, num_data: int, like: torch.Tensor) -> dist.Distribution:
@@ -266,7 +270,7 @@ class AmortizedLVM(LatentVariableModel, ParticleLogWeights, Observation, Generat
         return f"dim={self.dim}, latent_dim={self.latent_dim}"
 
 
-class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
+class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms, ValueValidation):
     """A deep latent-variable model: z ~ N(0, I_L), q(z | x) = N(m(x), diag s²(x)) from an
     ``encoder`` network, and p(x | z) from a ``decoder`` network.
 
@@ -276,7 +280,8 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
     - ``encoder``: (N, D) -> (N, 2L), or (N, 2D) -> (N, 2L) with ``mask_input=True`` (the
       zero-filled data, then the 0/1 mask). Columns [0, L) are the mean m(x); [L, 2L) a raw
       scale, with s(x) = softplus(raw) + 1e-5.
-    - ``decoder``: (B, L) -> (B, D) Bernoulli logits for ``likelihood="bernoulli"``, or
+    - ``decoder``: (B, L) -> (B, D) logits for ``likelihood="bernoulli"`` or
+      ``"continuous_bernoulli"``, or
       (B, 2D) for ``"gaussian"``: columns [0, D) the mean μ(z), [D, 2D) a raw scale, with
       σ(z) = softplus(raw) + 1e-3. It always sees a 2-D batch: leading particle dims are
       flattened into B and restored after.
@@ -292,8 +297,9 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
         D.
     latent_dim : int
         L.
-    likelihood : {"bernoulli", "gaussian"}
-        Bernoulli(logits(z)) for binary entries, or N(μ(z), diag σ²(z)).
+    likelihood : {"bernoulli", "continuous_bernoulli", "gaussian"}
+        Bernoulli(logits(z)) for binary entries, the continuous Bernoulli of Loaiza-Ganem &
+        Cunningham (2019) for intensities in [0, 1] (grey pixels), or N(μ(z), diag σ²(z)).
     mask_input : bool
         Feed the mask to the encoder beside the zero-filled data (MIWAE), for data with
         missing entries.
@@ -316,13 +322,36 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
         self,
         dim: int,
         latent_dim: int,
-        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        likelihood: Likelihood = "bernoulli",
         *,
         mask_input: bool = False,
     ):
         super().__init__(dim, latent_dim)
-        self.likelihood = check_choice("likelihood", likelihood, ("bernoulli", "gaussian"))
+        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOODS)
         self.mask_input = bool(mask_input)
+
+    def validate_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """A Bernoulli decoder scores 0 and 1 only; a Gaussian one any finite value (which the
+        data checks already ensure). ``x`` (N, D), ``mask`` (N, D) or None."""
+        if self.likelihood == "continuous_bernoulli":
+            refuse_values(
+                x,
+                mask,
+                (x >= 0) & (x <= 1),
+                model=f"{type(self).__name__}(likelihood='continuous_bernoulli')",
+                expected="values in [0, 1]",
+                fix="rescale the data to [0, 1], or build the model with likelihood='gaussian'.",
+            )
+        if self.likelihood == "bernoulli":
+            refuse_values(
+                x,
+                mask,
+                (x == 0) | (x == 1),
+                model=f"{type(self).__name__}(likelihood='bernoulli')",
+                expected="binary data (0 or 1)",
+                fix="binarize it first (Dataset.binarize(0.5)), or build the model with "
+                "likelihood='continuous_bernoulli' (grey values in [0, 1]) or 'gaussian'.",
+            )
 
     # -- the networks ----------------------------------------------------------------------------
     def encode(
@@ -347,13 +376,13 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
         """The decoder: logits (..., D) for Bernoulli, or (loc, scale) for Gaussian."""
         h = self.decoder(z.reshape(-1, z.shape[-1]))
         h = h.reshape(*z.shape[:-1], h.shape[-1])
-        width = self.dim if self.likelihood == "bernoulli" else 2 * self.dim
+        width = 2 * self.dim if self.likelihood == "gaussian" else self.dim
         if h.shape[-1] != width:
             raise ValueError(
                 f"{self.name}'s decoder gave {h.shape[-1]} numbers per latent vector; a "
                 f"{self.likelihood} likelihood over dim={self.dim} entries needs {width}."
             )
-        if self.likelihood == "bernoulli":
+        if self.likelihood != "gaussian":
             return h
         loc, raw = h.split(self.dim, -1)
         return loc, F.softplus(raw) + 1e-3
@@ -366,11 +395,13 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
         return dist.Normal(*self.encode(x, mask)).to_event(1)
 
     def likelihood_distribution(self, z: torch.Tensor) -> dist.Distribution:
-        """Bernoulli(logits(z)) or N(μ(z), σ²(z)) per entry."""
+        """Bernoulli(logits(z)), ContinuousBernoulli(logits(z)) or N(μ(z), σ²(z)) per entry."""
         out = self.decode(z)
         if self.likelihood == "bernoulli":
-            # soft targets (grey pixels) are allowed, as in the direct path
+            # the data were checked to be 0/1 once; validating each particle would cost a pass
             return dist.Bernoulli(logits=out, validate_args=False)
+        if self.likelihood == "continuous_bernoulli":
+            return dist.ContinuousBernoulli(logits=out, validate_args=False)
         return dist.Normal(*out)
 
     # -- closed forms of the tensor hooks --------------------------------------------------------
@@ -387,6 +418,10 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms):
         out = self.decode(z)
         if self.likelihood == "bernoulli":
             return bernoulli_log_prob(out, x)
+        if self.likelihood == "continuous_bernoulli":
+            # torch's density, whose normaliser is stable near λ = ½ (a Taylor expansion)
+            cb = torch.distributions.ContinuousBernoulli(logits=out, validate_args=False)
+            return cb.log_prob(x.expand_as(out))
         return normal_log_prob(x, *out)
 
     # -- capabilities ----------------------------------------------------------------------------

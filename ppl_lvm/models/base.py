@@ -12,6 +12,7 @@ import abc
 import contextlib
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,7 @@ __all__ = [
     "LatentVariableModel",
     "SiteInfo",
     "as_model",
+    "conform_data",
     "discrete_state_count",
     "from_functions",
     "sample_sites",
@@ -224,6 +226,15 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         """The variational family q(z | x). ``x``: (N, D); ``mask``: (N, D) bool or None."""
         raise NotImplementedError(f"{type(self).__name__} must implement guide(x, mask=None).")
 
+    def working_width(self, x: torch.Tensor) -> int:
+        """Numbers the widest tensor of one model/guide pass holds per particle and datum.
+
+        Engines divide the memory budget by it (times the enumerated states) to size their
+        chunks before they allocate. The default is the width of one datum; a model with wider
+        hidden layers says so.
+        """
+        return max(1, math.prod(x.shape[1:]))
+
     def capability_enabled(self, capability: type) -> bool:
         """Whether a capability this model's class declares holds for this instance; see
         :func:`ppl_lvm.models.capabilities.has`. True unless a subclass says otherwise."""
@@ -414,6 +425,34 @@ def from_functions(
     True
     """
     return FunctionModel(model_fn, guide_fn, name=name)
+
+
+def conform_data(model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, D) checked against the model: its width against ``model.dim``, and its dtype
+    against the model's parameters, to which it is cast with one warning.
+
+    Raises
+    ------
+    ValueError
+        When the model fixes D and ``x`` has another number of features; the message names both.
+    """
+    if model.dim is not None and x.dim() == 2 and x.shape[1] != model.dim:
+        raise ValueError(
+            f"x has D={x.shape[1]} features per datum but {model.name} was built for "
+            f"dim={model.dim}; pass data of shape (N, {model.dim}) or build the model for "
+            f"dim={x.shape[1]}."
+        )
+    ref = next(iter(model.parameters()), None)
+    if ref is not None and ref.is_floating_point() and x.dtype != ref.dtype:
+        warnings.warn(
+            f"x is {x.dtype} but {model.name}'s parameters are {ref.dtype}; x was cast to "
+            f"{ref.dtype}. Cast one to match the other (x.to({ref.dtype}), or model.to(x.dtype)) "
+            "to silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+        x = x.to(ref.dtype)
+    return x
 
 
 def as_model(obj: ModelLike) -> LatentVariableModel:

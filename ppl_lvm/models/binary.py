@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.checks import check_data, check_positive_int
+from ..core.checks import check_data, check_positive_int, refuse_values
+from ..core.densities import bernoulli_log_prob
 from ..core.memory import row_slices
-from .amortized import AmortizedLVM, bernoulli_log_prob
+from .amortized import AmortizedLVM
 from .capabilities import ExactEvidence, Initializable, ValueValidation
 
 __all__ = ["BinaryLatentFactors"]
@@ -156,12 +157,14 @@ class BinaryLatentFactors(AmortizedLVM, ExactEvidence, Initializable, ValueValid
         mask : torch.Tensor of shape (N, D), bool, optional
             True where observed; unobserved entries may hold anything.
         """
-        obs = x if mask is None else x[mask]
-        if not bool(((obs == 0) | (obs == 1)).all()):
-            raise ValueError(
-                "BinaryLatentFactors needs binary data (0 or 1) in every observed entry; "
-                "binarize it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
-            )
+        refuse_values(
+            x,
+            mask,
+            (x == 0) | (x == 1),
+            model="BinaryLatentFactors",
+            expected="binary data (0 or 1)",
+            fix="binarize it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float().",
+        )
 
     def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
         """Start b at the logit of each pixel's observed mean, W small and random, π = ½.

@@ -6,12 +6,10 @@ nothing else; everything the engines use comes from there.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
 from ..core.checks import check_positive_int
-from .amortized import AmortizedGaussianLVM
+from .amortized import AmortizedGaussianLVM, Likelihood
 
 __all__ = ["ConvVAE"]
 
@@ -37,7 +35,7 @@ class ConvVAE(AmortizedGaussianLVM):
         L.
     channels : int
         C, the channels of the first convolution; the second has 2C.
-    likelihood : {"bernoulli", "gaussian"}
+    likelihood : {"bernoulli", "continuous_bernoulli", "gaussian"}
         Bernoulli(logits(z)) for binary (or grey, as soft targets) pixels, or N(μ(z), σ²(z)).
     mask_input : bool
         Feed the mask to the encoder as a second channel (MIWAE), for data with missing pixels.
@@ -55,7 +53,7 @@ class ConvVAE(AmortizedGaussianLVM):
         image_shape: tuple[int, int] = (8, 8),
         latent_dim: int = 8,
         channels: int = 16,
-        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        likelihood: Likelihood = "bernoulli",
         *,
         mask_input: bool = False,
     ):
@@ -67,7 +65,7 @@ class ConvVAE(AmortizedGaussianLVM):
         self.image_shape = (h, w)
         hh, ww = (h + 1) // 2, (w + 1) // 2  # after the stride-2 convolution
         in_ch = 2 if mask_input else 1
-        out_ch = 1 if likelihood == "bernoulli" else 2
+        out_ch = 2 if likelihood == "gaussian" else 1
         self.encoder = nn.Sequential(
             nn.Unflatten(-1, (in_ch, h, w)),
             nn.Conv2d(in_ch, c, 3, padding=1),

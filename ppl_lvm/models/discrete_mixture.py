@@ -8,7 +8,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import PyroParam
 
-from ..core.checks import check_positive_int
+from ..core.checks import check_positive_int, refuse_values
 from ._legacy import legacy_signature
 from .mixture_base import MixtureModel, _keep_observed, _observed, _select
 
@@ -91,12 +91,14 @@ class BernoulliMixture(MixtureModel):
 
     def validate_values(self, x, mask=None):
         """Observed entries must be 0 or 1."""
-        obs = x if mask is None else x[mask]
-        if not bool(((obs == 0) | (obs == 1)).all()):
-            raise ValueError(
-                "BernoulliMixture needs binary data (0 or 1) in every observed entry; binarize "
-                "it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float()."
-            )
+        refuse_values(
+            x,
+            mask,
+            (x == 0) | (x == 1),
+            model="BernoulliMixture",
+            expected="binary data (0 or 1)",
+            fix="binarize it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float().",
+        )
 
     def complete_exact(self, x, mask, num_samples):
         """z_s ~ p(z | x_o), then x_md ~ Bernoulli(p_{z_s} d); the means are p_{z_s} and
@@ -179,6 +181,11 @@ class CategoricalMixture(MixtureModel):
     def _feature_mask(self, mask):
         return mask.repeat_interleave(self.num_categories, dim=-1)
 
+    def _from_features(self, features):
+        """The most weighted category of each feature block: codes, shape (..., D)."""
+        blocks = features.unflatten(-1, (self.dim, self.num_categories))
+        return blocks.argmax(-1).to(features.dtype)
+
     def _one_hot(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(x.long(), self.num_categories).to(x.dtype)
 
@@ -204,13 +211,16 @@ class CategoricalMixture(MixtureModel):
 
     def validate_values(self, x, mask=None):
         """Observed entries must be integer codes 0..C-1."""
-        obs = x if mask is None else x[mask]
         c = self.num_categories
-        if not bool(((obs == obs.round()) & (obs >= 0) & (obs < c)).all()):
-            raise ValueError(
-                f"CategoricalMixture needs integer codes 0..{c - 1} in every observed entry; "
-                "load DNA with datasets.load('dna', encoding='acgt')."
-            )
+        refuse_values(
+            x,
+            mask,
+            (x == x.round()) & (x >= 0) & (x < c),
+            model="CategoricalMixture",
+            expected=f"integer codes 0..{c - 1}",
+            fix="values such as 0.5 are never rounded. Load DNA with datasets.load('dna', "
+            "encoding='acgt'), or give the mixture num_categories large enough.",
+        )
 
     def complete_exact(self, x, mask, num_samples):
         """z_s ~ p(z | x_o), then x_md ~ Categorical(θ_{z_s} d); the means are the most

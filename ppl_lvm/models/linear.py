@@ -23,9 +23,10 @@ from torch import nn
 from torch.distributions import transform_to
 
 from ..core.checks import check_data
+from ..core.densities import normal_log_prob
 from ..core.stats import LOG_2PI
 from ._gaussian import gaussian_completions, masked_mvn_log_prob
-from .amortized import AmortizedLVM, normal_log_prob
+from .amortized import AmortizedLVM
 from .capabilities import AnalyticKL, ExactCompletion, ExactEvidence, Initializable
 
 __all__ = ["LinearGaussian"]

@@ -7,7 +7,8 @@ engine accepts, a mixture declares the capabilities of :mod:`.capabilities`:
 - :class:`ClosedFormMStep` (with :class:`EnumeratedLogJoint`): log p(x_n, z_n = k), shape
   (N, K), by plain matrix products, and the closed-form EM update, exact also when entries are
   missing (their expected sufficient statistics come from the current parameters);
-- :class:`Initializable`: k-means++ seeding of the components;
+- :class:`Initializable`: k-means (k-means++ seeds, then Lloyd's iterations), then one
+  M-step from the hard assignments, as scikit-learn's ``init_params="kmeans"``;
 - :class:`ValueValidation`: observed values in the family's support;
 - :class:`ExactCompletion`: draws of the missing entries given the observed ones.
 
@@ -37,7 +38,7 @@ from .capabilities import (
     ValueValidation,
 )
 
-__all__ = ["MixtureModel", "kmeans_plusplus"]
+__all__ = ["MixtureModel", "kmeans_lloyd", "kmeans_plusplus"]
 
 
 def _observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -48,6 +49,14 @@ def _observed(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 def _keep_observed(values: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``values`` where missing, the data's own entries where observed."""
     return torch.where(mask, x, values)
+
+
+def _fill_column_means(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Missing entries replaced by their column's observed mean (``x`` itself when no mask)."""
+    if mask is None:
+        return x
+    m = mask.to(x.dtype)
+    return torch.where(mask, x, (x * m).sum(0) / m.sum(0).clamp(min=1))
 
 
 def kmeans_plusplus(
@@ -73,10 +82,7 @@ def kmeans_plusplus(
     n = x.shape[0]
     if n < n_clusters:
         raise ValueError(f"cannot seed {n_clusters} components from only {n} data points.")
-    if mask is not None:
-        m = mask.to(x.dtype)
-        col_mean = (x * m).sum(0) / m.sum(0).clamp(min=1)
-        x = torch.where(mask, x, col_mean)
+    x = _fill_column_means(x, mask)
     first = int(torch.randint(n, (1,), generator=generator))
     chosen = [first]
     closest = (x - x[first]).pow(2).sum(-1)  # (N,)
@@ -90,6 +96,64 @@ def kmeans_plusplus(
         chosen.append(idx)
         closest = torch.minimum(closest, (x - x[idx]).pow(2).sum(-1))
     return torch.tensor(chosen, dtype=torch.long)
+
+
+def kmeans_lloyd(
+    x: torch.Tensor, mask: torch.Tensor | None, centres: torch.Tensor, max_iter: int = 100
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means iterations from ``centres``: each datum's nearest centre, then each
+    centre moved to the mean of its members, until no label changes or ``max_iter`` passes.
+
+    Distances count each datum's observed entries only. A centre moves to the mean of the
+    observed entries of its members, coordinate by coordinate, and keeps its value where none
+    of them is observed. A centre left without members jumps to the datum farthest from its
+    own centre, as scikit-learn's ``KMeans`` relocates empty clusters, so no component starts
+    empty while there are enough distinct data. Deterministic: nothing is drawn.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (N, D), masked entries zero-filled
+    mask : torch.Tensor of shape (N, D) or None
+    centres : torch.Tensor of shape (K, D)
+        The starting centres, e.g. the rows :func:`kmeans_plusplus` picks.
+    max_iter : int
+        Most assignment steps.
+
+    Returns
+    -------
+    labels : torch.Tensor of shape (N,), int64
+        Each datum's nearest final centre.
+    centres : torch.Tensor of shape (K, D)
+    """
+    k = centres.shape[0]
+    m = _observed(x, mask)
+    mx = m * x
+    sq = (mx * x).sum(-1, keepdim=True)  # (N, 1)
+
+    def squared_distances(c: torch.Tensor) -> torch.Tensor:
+        """Σ_d m_nd (x_nd - c_kd)² as matrix products, shape (N, K)."""
+        return sq - 2 * mx @ c.T + m @ c.pow(2).T
+
+    centres = centres.to(x.dtype).clone()
+    labels = None
+    for _ in range(max(1, int(max_iter))):
+        dist2 = squared_distances(centres)
+        new = dist2.argmin(-1)
+        if labels is not None and torch.equal(new, labels):
+            break
+        labels = new
+        onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)  # (N, K)
+        seen = onehot.T @ m  # (K, D): members observing each coordinate
+        moved = torch.where(seen > 0, (onehot.T @ mx) / seen.clamp(min=1), centres)
+        empty = onehot.sum(0) == 0
+        if bool(empty.any()):
+            own = dist2.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (N,)
+            far = own.topk(int(empty.sum())).indices
+            moved[empty] = torch.where(m[far] > 0, x[far], centres[labels[far]])
+        centres = moved
+    else:  # the cap was reached: label by the final centres
+        labels = squared_distances(centres).argmin(-1)
+    return labels, centres
 
 
 def _select(param: torch.Tensor, z: torch.Tensor, event_dim: int) -> torch.Tensor:
@@ -135,6 +199,8 @@ class MixtureModel(
     static_structure = True
     #: The one local discrete site, summed out exactly by enumeration.
     label_site = "z"
+    #: Most Lloyd's iterations that :meth:`initialize` runs after k-means++ seeding.
+    kmeans_max_iter = 100
 
     #: Deprecated spellings (FutureWarning): ``n_components``, ``n_init``.
     n_components = renamed_attribute("n_components", "num_components")
@@ -269,7 +335,15 @@ class MixtureModel(
             self.weight_logits_unconstrained.copy_(weights.clamp(min=1e-300).log())
 
     def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
-        """k-means++ seeding, hard assignment to the nearest seed, then one M-step.
+        """k-means, then one M-step from its hard assignments (scikit-learn's ``"kmeans"``).
+
+        k-means++ seeds (:func:`kmeans_plusplus`), Lloyd's iterations to convergence
+        (:func:`kmeans_lloyd`, at most :attr:`kmeans_max_iter`) on the family's features
+        (one-hot codes for a categorical mixture), the labels as responsibilities, then
+        :meth:`m_step`. With missing entries, a first M-step on the data completed with the
+        cluster centres sets the parameters that the exact M-step then uses for the missing
+        entries' expectations, so the start depends on ``x``, ``mask`` and ``seed`` only.
+        Deterministic per seed: the draws use their own generator, never the global one.
 
         Parameters
         ----------
@@ -278,16 +352,20 @@ class MixtureModel(
         seed : int
         """
         g = torch.Generator(device="cpu").manual_seed(int(seed))
-        xf = self._features(x).to("cpu")
-        mf = None if mask is None else self._feature_mask(mask).to("cpu")
-        centres = kmeans_plusplus(xf, mf, self.num_components, g)
-        m = _observed(xf, mf)
-        diff = (xf.unsqueeze(1) - xf[centres].unsqueeze(0)).pow(2)  # (N, K, F)
-        nearest = (diff * m.unsqueeze(1)).sum(-1).argmin(-1)  # (N,)
-        resp = torch.nn.functional.one_hot(nearest, self.num_components).to(x.dtype)
+        xf = self._features(x)
+        mf = None if mask is None else self._feature_mask(mask)
+        # the seeding draws on the CPU generator; Lloyd's draws nothing and runs where x is
+        seeds = kmeans_plusplus(xf.cpu(), None if mf is None else mf.cpu(), self.num_components, g)
+        # the seeds' missing entries start at their column's observed mean, as in the seeding
+        start = _fill_column_means(xf, mf)[seeds.to(xf.device)]
+        labels, centres = kmeans_lloyd(xf, mf, start, self.kmeans_max_iter)
+        resp = torch.nn.functional.one_hot(labels, self.num_components).to(x.dtype)
         # a little mass everywhere keeps every component alive for the first M-step
-        resp = (resp + 1e-3).to(x.device)
+        resp = resp + 1e-3
         resp = resp / resp.sum(-1, keepdim=True)
+        if mask is not None:
+            filled = self._from_features(centres[labels]).to(x.dtype)
+            self.m_step(_keep_observed(filled, x, mask), None, resp)
         self.m_step(x, mask, resp)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -295,6 +373,10 @@ class MixtureModel(
 
     def _feature_mask(self, mask: torch.Tensor) -> torch.Tensor:
         return mask
+
+    def _from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Data values nearest to points of the feature space (the inverse of ``_features``)."""
+        return features
 
     @property
     def name(self) -> str:

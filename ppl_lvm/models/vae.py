@@ -15,14 +15,14 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from ..core.checks import check_data
+from ..core.densities import normal_log_prob, std_normal_log_prob
 from ..core.memory import row_slices
-from .amortized import AmortizedGaussianLVM, normal_log_prob, std_normal_log_prob
+from .amortized import AmortizedGaussianLVM, Likelihood
 from .capabilities import ExactEvidence, Initializable, ModelSample
 
 __all__ = ["VAE", "ToyVAE"]
@@ -52,7 +52,7 @@ class VAE(AmortizedGaussianLVM, Initializable):
         L.
     hidden : sequence of int
         Hidden layer widths of the encoder; the decoder mirrors them.
-    likelihood : {"bernoulli", "gaussian"}
+    likelihood : {"bernoulli", "continuous_bernoulli", "gaussian"}
         Bernoulli(logits_θ(z)) for binary pixels, or N(μ_θ(z), diag σ²_θ(z)) with the diagonal
         covariance learned too, as in the lecture.
     mask_input : bool
@@ -71,7 +71,7 @@ class VAE(AmortizedGaussianLVM, Initializable):
         dim: int,
         latent_dim: int,
         hidden: Sequence[int] = (400,),
-        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        likelihood: Likelihood = "bernoulli",
         *,
         mask_input: bool = False,
     ):
@@ -82,7 +82,7 @@ class VAE(AmortizedGaussianLVM, Initializable):
         self.hidden = hidden
         in_dim = 2 * dim if mask_input else dim
         self.encoder = _mlp([in_dim, *hidden, 2 * latent_dim])
-        out = dim if likelihood == "bernoulli" else 2 * dim
+        out = 2 * dim if likelihood == "gaussian" else dim
         self.decoder = _mlp([latent_dim, *reversed(hidden), out])
 
     def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:
@@ -93,7 +93,7 @@ class VAE(AmortizedGaussianLVM, Initializable):
         mean = (x * m).sum(0) / count
         last = self.decoder[-1]
         with torch.no_grad():
-            if self.likelihood == "bernoulli":
+            if self.likelihood != "gaussian":
                 p = mean.clamp(1e-3, 1 - 1e-3)
                 last.bias.copy_(torch.log(p) - torch.log1p(-p))
             else:
