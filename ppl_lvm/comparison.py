@@ -28,7 +28,8 @@ from .core.checks import check_data
 from .core.errors import ModelGuideMismatchError, UnsupportedModelError
 from .core.results import Evidence
 from .inference import Engine, available, create, spec
-from .models.base import as_model
+from .models.base import as_model, conform_data
+from .models.support import check_values
 
 if TYPE_CHECKING:
     import pandas
@@ -379,6 +380,8 @@ def compare(
     # (a (model_fn, guide_fn) pair would otherwise get fresh pyro.param values per engine)
     x, mask = check_data(x, mask)
     lvm = as_model(model)
+    x = conform_data(lvm, x)
+    check_values(lvm, x, mask)
     rows, labels = [], set()
     for engine in resolved:
         label = engine.label

@@ -22,14 +22,9 @@ from .core.checks import check_data, check_positive_int
 from .core.errors import UnsupportedModelError
 from .core.rng import seeded
 from .inference import log_weights_in_chunks
-from .models.base import as_model
-from .models.capabilities import (
-    ExactCompletion,
-    Observation,
-    ParticleLogWeights,
-    ValueValidation,
-    has,
-)
+from .models.base import as_model, conform_data
+from .models.capabilities import ExactCompletion, Observation, ParticleLogWeights, has
+from .models.support import check_values
 
 __all__ = ["Completion", "complete"]
 
@@ -122,8 +117,7 @@ def complete(
     if lvm.dim is not None and x.shape[-1] != lvm.dim:
         raise ValueError(
             f"x has {x.shape[-1]} features per datum but {lvm.name} was built for "
-            f"dim={lvm.dim}; "
-            "pass data of shape (N, dim)."
+            f"dim={lvm.dim}; pass data of shape (N, dim)."
         )
     check_positive_int("num_samples", num_samples)
     check_positive_int("num_particles", num_particles)
@@ -142,21 +136,15 @@ def complete(
             "mask, K) and observation(z), the distribution p(x | z)), as the built-in VAE does; "
             "see ppl_lvm.models.capabilities."
         )
-    x = x.to(_dtype(lvm, x))
+    x = conform_data(lvm, x)
     with torch.no_grad(), seeded(seed):
-        if has(lvm, ValueValidation):
-            lvm.validate_values(x, mask)
+        check_values(lvm, x, mask)
         if exact:
             with lvm.scoped():
                 samples, sample_means, mean = lvm.complete_exact(x, mask, num_samples)
             return Completion(samples, sample_means, mean, x, mask, "exact")
         out = _resample(lvm, x, mask, num_samples, num_particles)
         return Completion(*out[:3], x, mask, "importance resampling", ess=out[3])
-
-
-def _dtype(lvm, x: torch.Tensor) -> torch.dtype:
-    ref = next(iter(lvm.parameters()), None)
-    return x.dtype if ref is None else ref.dtype
 
 
 def _keep_observed(values: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

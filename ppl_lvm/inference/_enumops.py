@@ -335,12 +335,12 @@ def replayed_posterior(
         (summed over the data, global sites included) otherwise.
     """
     s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
-    n, d = x.shape
+    n = x.shape[0]
     states = 1
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
-    chunk = chunk_rows(n, s_draws * d * states, budget)
+    chunk = chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
     first_x = x[:chunk]
     first_m = None if mask is None else mask[:chunk]
     rank = max(
