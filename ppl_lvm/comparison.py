@@ -28,7 +28,7 @@ from .core.checks import check_data
 from .core.errors import ModelGuideMismatchError, UnsupportedModelError
 from .core.results import Evidence
 from .inference import Engine, available, create, spec
-from .models.base import as_model, conform_data
+from .models.story import as_model, conform_data
 from .models.support import check_values
 
 if TYPE_CHECKING:

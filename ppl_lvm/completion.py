@@ -22,8 +22,8 @@ from .core.checks import check_data, check_positive_int
 from .core.errors import UnsupportedModelError
 from .core.rng import seeded
 from .inference import log_weights_in_chunks
-from .models.base import as_model, conform_data
 from .models.capabilities import ExactCompletion, Observation, ParticleLogWeights, has
+from .models.story import as_model, conform_data
 from .models.support import check_values
 
 __all__ = ["Completion", "complete"]

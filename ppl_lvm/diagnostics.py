@@ -36,8 +36,8 @@ from .core.errors import UnsupportedModelError
 from .core.results import FitResult
 from .core.stats import pareto_khat
 from .inference import SVI, Engine, Enumeration
-from .models.base import as_model
 from .models.capabilities import ExactEvidence, has
+from .models.story import as_model
 from .plots import elpd_curve
 
 if TYPE_CHECKING:

@@ -67,7 +67,8 @@ def test_engine_refuses_missing_guide():
 @pytest.mark.parametrize(
     "x, mask, err, pattern",
     [
-        (torch.zeros(3), None, ValueError, r"shape \(N, D\)"),
+        # 1-D data (N,) are data since issue 13; a scalar has no data dimension
+        (torch.tensor(3.0), None, ValueError, "got a scalar"),
         (torch.zeros(3, 2, dtype=torch.long), None, TypeError, "floating point"),
         (torch.tensor([[0.0, float("nan")]]), None, ValueError, r"NaN or inf.*row 0, column 1"),
         (torch.zeros(2, 2), torch.ones(2, 3, dtype=torch.bool), ValueError, "mask has shape"),

@@ -238,7 +238,8 @@ def _import(spec: str, module_name: str):
 def _user_model(spec: str, ds, args: argparse.Namespace | None = None):
     """``module:attr`` to a story, by the rule of :data:`USER_MODEL_RULE`: a model, a pair, a
     model function, or a factory (first parameter ``ds``/``dataset`` or annotated Dataset)."""
-    from ..models.base import LatentVariableModel, as_model
+    from ..models.base import LatentVariableModel
+    from ..models.story import as_model
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:

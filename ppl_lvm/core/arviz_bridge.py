@@ -211,7 +211,12 @@ def to_inference_data(
     if first.mask is not None:
         x = np.where(_numpy(first.mask), x, np.nan)
     groups["observed_data"] = az.dict_to_dataset(
-        {"x": x}, dims={"x": ["datum", "feature"]}, default_dims=[]
+        {"x": x},
+        dims={
+            "x": ["datum"]
+            + (["feature"] if x.ndim == 2 else [f"x_dim_{i}" for i in range(x.ndim - 1)])
+        },
+        default_dims=[],
     )
     return az.InferenceData(**groups)
 

@@ -32,7 +32,7 @@ def check_data(
         If ``x`` is not a float32 or float64 tensor or array (float16 and bfloat16 are refused
         too), or ``mask`` is not boolean.
     ValueError
-        If ``x`` is not 2-D, is empty, the shapes disagree, or an observed entry is NaN or inf.
+        If ``x`` is a scalar or empty, the shapes disagree, or an observed entry is NaN or inf.
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -49,15 +49,15 @@ def check_data(
             f"x has dtype {x.dtype}, too narrow for log-densities and their gradients; the "
             "engines compute in float32 or float64: convert it with x.float()."
         )
-    if x.dim() != 2:
+    if x.dim() == 0:
         raise ValueError(
-            f"x must have shape (N, D) with one row per datum, got shape {tuple(x.shape)}; "
-            "flatten images with x.reshape(len(x), -1)."
+            "x must have a first dimension over data points, shape (N,), (N, D) or (N, ...), "
+            "got a scalar; pass x.reshape(1) for one datum."
         )
-    if x.shape[0] == 0 or x.shape[1] == 0:
+    if x.numel() == 0:
         raise ValueError(
-            f"x has shape {tuple(x.shape)}: it is empty; a data set needs N >= 1 rows and "
-            "D >= 1 columns."
+            f"x has shape {tuple(x.shape)}: it is empty; a data set needs N >= 1 data of at "
+            "least one entry each."
         )
     if mask is not None:
         if isinstance(mask, np.ndarray):
@@ -84,9 +84,12 @@ def check_data(
         bad = ~torch.isfinite(observed)
     if bad is not None and bad.any():
         where = torch.nonzero(~torch.isfinite(x) & (mask if mask is not None else True))[0]
+        place = f"row {int(where[0])}" + "".join(f", index {int(i)}" for i in where[1:])
+        if len(where) == 2:
+            place = f"row {int(where[0])}, column {int(where[1])}"
         raise ValueError(
             f"x has {int(bad.sum())} observed entries that are NaN or inf, the first at "
-            f"(row {int(where[0])}, column {int(where[1])}). If they are missing values, pass "
+            f"({place}). If they are missing values, pass "
             "mask = torch.isfinite(x) (True = observed); otherwise clean the data."
         )
     if mask is not None:
@@ -143,6 +146,9 @@ def refuse_values(
         The model's name, what it needs (``"binary data (0 or 1)"``) and how to get there; the
         message names the first offending value and where it is.
     """
+    # one reduction in the common case that every entry is fine; the details only on failure
+    if bool(ok.all()) if mask is None else bool(ok.logical_or_(~mask).all()):
+        return
     bad = ~ok if mask is None else ~ok & mask
     if bool(bad.any()):
         where = torch.nonzero(bad)[0].tolist()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 from collections.abc import Iterator
 
@@ -77,8 +78,10 @@ def current_budget(budget: int | None = None) -> int:
     return min(DEFAULT_BUDGET, max(_FLOOR, _available_bytes() // 64))
 
 
+@functools.lru_cache(maxsize=1)
 def _available_bytes() -> int:
-    """Memory the operating system says is available (Linux: MemAvailable), else 16 GiB."""
+    """Memory the operating system says is available (Linux: MemAvailable), else 16 GiB; read
+    once per process, since every chunked call asks."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:

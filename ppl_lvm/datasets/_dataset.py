@@ -116,6 +116,12 @@ class Dataset:
             # Half precision widens to float32 exactly; check_data refuses it because engines
             # cannot compute in it, but a data set is stored as float32 anyway.
             x = x.to(torch.float32)
+        if isinstance(x, torch.Tensor) and x.dim() != 2:
+            # a Dataset is a matrix, one row per datum (images keep their shape in image_shape)
+            raise ValueError(
+                f"x must have shape (N, D) with one row per datum, got shape {tuple(x.shape)}; "
+                "flatten images with x.reshape(len(x), -1) and pass image_shape."
+            )
         x, mask = check_data(x, mask)
         check_fits_float32(x, "x")
         x = x.to(torch.float32)

@@ -21,7 +21,7 @@ from pyro.infer import config_enumerate, infer_discrete
 from pyro.ops import packed
 from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
 from ..core.errors import UnsupportedModelError
 from ..core.memory import check_fits, chunk_rows
@@ -33,11 +33,13 @@ from ..models.base import (
     sample_sites,
 )
 from ..models.capabilities import EnumeratedLogJoint, has
+from ._contract import live_state_count, log_marginal, marginals
 from ._weights import PARTICLE_PLATE, particle_value, plate_nesting, site_log_prob
 
 __all__ = [
     "check_dependencies",
     "enum_trace",
+    "enumerated_states",
     "exact_draws",
     "exact_log_marginal",
     "replayed_posterior",
@@ -111,6 +113,20 @@ def _enumerable(fn):
     return config_enumerate(_JointSupportMessenger()(fn), default="parallel")
 
 
+class _UnmaskedLatents(Messenger):
+    """Drops a ``poutine.mask`` from latent sites. ``TraceEnum_ELBO`` scores an enumerated site
+    by its unmasked log-prob (a masked datum's latent keeps its prior), but ``infer_discrete``
+    masks it; without the mask the draws follow the marginals and sums of this module."""
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and not msg["is_observed"] and not site_is_subsample(msg):
+            msg["mask"] = None
+
+
+def _data_plate(model: Any) -> str:
+    return getattr(model, "data_plate", DATA_PLATE)
+
+
 def _ordinal(site: dict) -> frozenset:
     return frozenset(f.name for f in site["cond_indep_stack"] if f.vectorized)
 
@@ -122,6 +138,9 @@ def enum_trace(model: LatentVariableModel, x, mask) -> poutine.Trace:
     fn = poutine.enum(_enumerable(model.model), first_available_dim=-(rank + 1))
     with model.scoped():
         tr = poutine.trace(fn).get_trace(x, mask)
+    # as TraceEnum_ELBO: a plate's subsample site is no factor (under a tensor poutine.scale
+    # it would carry a log-prob that no plate dim explains)
+    tr = prune_subsample_sites(tr)
     tr.compute_log_prob()
     tr.pack_tensors()
     check_dependencies(tr)
@@ -168,7 +187,7 @@ def exact_log_marginal(
     if has(model, EnumeratedLogJoint):
         with model.scoped():
             return torch.logsumexp(model.enumerate_log_joint(x, mask), -1)
-    states = discrete_state_count(model.sites(x, mask)) or 1
+    states = enumerated_states(model, x, mask)
     per_datum = states * model.working_width(x)
     check_fits(per_datum, f"enumerating one datum of story '{model.name}'", budget)
     rows = chunk_rows(x.shape[0], per_datum, budget)
@@ -188,10 +207,23 @@ def _marginal_pass(model: LatentVariableModel, x, mask) -> torch.Tensor:
         x, mask = twice(x, mask)
         return _marginal_pass(model, x, mask)[:1]
     tr = enum_trace(model, x, mask)
-    factors, sum_dims, data = _factors(tr)
-    out = contract_to_tensor(factors, sum_dims, target_ordinal=data)
-    out = packed.unpack(out, tr.symbol_to_dim)
-    return out.reshape(-1).expand(x.shape[0])
+    return log_marginal(tr, x.shape[0], _data_plate(model))
+
+
+def enumerated_states(model: LatentVariableModel, x, mask, sites=None) -> int:
+    """The joint states per datum that enumeration holds at once: the product over the local
+    discrete sites, or, where that is large and there are several sites, the most that are
+    live at once (per ``pyro.markov`` step, :func:`~._contract.live_state_count`)."""
+    sites = model.sites(x, mask) if sites is None else sites
+    total = discrete_state_count(sites) or 1
+    several = sum(1 for s in sites.values() if s.latent and s.local and s.discrete) > 1
+    inner = any(
+        s.latent and s.local and s.discrete and s.elements_per_datum > math.prod(s.event_shape)
+        for s in sites.values()
+    )
+    if total <= 1024 or not (several or inner):
+        return total
+    return min(total, live_state_count(model.trace(x, mask), sites, _data_plate(model)))
 
 
 def state_values(site: dict) -> torch.Tensor:
@@ -212,7 +244,9 @@ def exact_draws(lvm, x, mask, num_samples: int, temperature: int) -> dict[str, t
             return lvm.model(x, mask)
 
     sampler = infer_discrete(
-        _enumerable(replicated), first_available_dim=-(rank + 2), temperature=temperature
+        _UnmaskedLatents()(_enumerable(replicated)),
+        first_available_dim=-(rank + 2),
+        temperature=temperature,
     )
     with lvm.scoped():
         tr = poutine.trace(sampler).get_trace(x, mask)
@@ -225,8 +259,9 @@ def exact_draws(lvm, x, mask, num_samples: int, temperature: int) -> dict[str, t
         v = v.reshape((1,) * (rank + 1 - (v.dim() - ev)) + tuple(v.shape))
         v = v.expand((num_samples,) + tuple(v.shape[1:]))
         v = v.movedim(rank, 1)  # (S, N, other plates..., event)
+        plates = {f.dim for f in site["cond_indep_stack"] if f.vectorized}
         for d in reversed(range(2, rank + 1)):
-            if v.shape[d] == 1:
+            if v.shape[d] == 1 and d - 2 - rank not in plates:
                 v = v.squeeze(d)
         out[name] = v
     return out
@@ -237,37 +272,12 @@ def twice(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, tor
     return x.expand(2, -1), None if mask is None else mask.expand(2, -1)
 
 
-def _factors(tr: poutine.Trace) -> tuple[OrderedDict, set, frozenset]:
-    """Packed log-factors by plate ordinal, the enumerated dims, and the data plate ordinal."""
-    factors: OrderedDict = OrderedDict()
-    for _, site in sample_sites(tr):
-        ordinal = frozenset(
-            tr.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized
-        )
-        factors.setdefault(ordinal, []).append(site["packed"]["log_prob"])
-    sum_dims = {
-        site["infer"]["_enumerate_symbol"]
-        for _, site in sample_sites(tr)
-        if site["infer"].get("_enumerate_symbol") is not None
-    }
-    return factors, sum_dims, frozenset({tr.plate_to_symbol[DATA_PLATE]})
-
-
-def site_marginals(tr: poutine.Trace, num_data: int) -> dict[str, tuple[torch.Tensor, Any]]:
-    """For each enumerated site: p(site = s | x_n), shape (N, S), and its enumerated values."""
-    factors, sum_dims, data = _factors(tr)
-    out = {}
-    for name, site in sample_sites(tr):
-        sym = site["infer"].get("_enumerate_symbol")
-        if sym is None:
-            continue
-        logits = contract_to_tensor(factors, sum_dims, target_ordinal=data, target_dims={sym})
-        logits = packed.unpack(logits, tr.symbol_to_dim)
-        logits = logits.movedim(site["infer"]["_enumerate_dim"], -1)  # (..., N, S)
-        logits = logits.reshape(-1, logits.shape[-2], logits.shape[-1])[0]
-        logits = logits.expand(num_data, logits.shape[-1])
-        out[name] = (torch.softmax(logits, -1), site)
-    return out
+def site_marginals(
+    tr: poutine.Trace, num_data: int, data_plate: str = DATA_PLATE
+) -> dict[str, tuple[torch.Tensor, Any]]:
+    """For each enumerated site: p(site = s | x_n) and the site, shape (N, S), or
+    (N, *inner plates, S) for a site inside plates nested in the data plate."""
+    return marginals(tr, num_data, data_plate)
 
 
 def _contract_sites(
@@ -431,13 +441,15 @@ def replayed_posterior(
             else:
                 v = particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
             samples.setdefault(name, []).append(v)
-            # later chunks replay these global draws, so every datum sees the same θ_s
+        if global_guide is None:
+            # later chunks replay these global draws, so every datum sees the same θ_s (also
+            # when the story has no local latent at all)
             global_guide = poutine.Trace()
-            for name, site in guide_tr.nodes.items():
+            for gname, site in guide_tr.nodes.items():
                 if site["type"] == "sample" and not any(
                     f.name == DATA_PLATE for f in site["cond_indep_stack"]
                 ):
-                    global_guide.add_node(name, **site)
+                    global_guide.add_node(gname, **site)
     s = num_samples
     merged = {k: (torch.cat(v, 1) if k in local_sites else v[0])[:s] for k, v in samples.items()}
     log_p, log_q = torch.cat(local_log_p, 1), torch.cat(local_log_q, 1)

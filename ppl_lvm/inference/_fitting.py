@@ -14,8 +14,9 @@ import torch
 from ..core.checks import check_data, check_positive_int, refuse_all_masked
 from ..core.errors import UnsupportedModelError
 from ..core.rng import seeded
-from ..models.base import LatentVariableModel, SiteInfo, conform_data
+from ..models.base import LatentVariableModel, SiteInfo
 from ..models.capabilities import Initializable, ParticleLogWeights, has
+from ..models.story import conform_data
 from ..models.support import check_values
 from . import _checkpoint, _loop
 from ._weights import plate_nesting
@@ -100,21 +101,26 @@ def fit_by_gradient(
     with seeded(seed):
         # parameters exist once model and guide have run
         lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
-        meta = _checkpoint.describe(
-            lvm,
-            x,
-            mask,
-            engine=engine,
-            objective=objective.name,
-            estimator=objective.estimator,
-            num_particles=objective.num_particles,
-            batch_size=batch_size,
-            # a callable by its qualified name: its repr holds a memory address
-            optimizer=optimizer
-            if isinstance(optimizer, str)
-            else getattr(optimizer, "__qualname__", type(optimizer).__qualname__),
-            lr=float(lr),
-            seed=seed,
+        # what a checkpoint belongs to; hashing the data costs a pass, so only when one is used
+        meta = (
+            None
+            if checkpoint is None and resume is None
+            else _checkpoint.describe(
+                lvm,
+                x,
+                mask,
+                engine=engine,
+                objective=objective.name,
+                estimator=objective.estimator,
+                num_particles=objective.num_particles,
+                batch_size=batch_size,
+                # a callable by its qualified name: its repr holds a memory address
+                optimizer=optimizer
+                if isinstance(optimizer, str)
+                else getattr(optimizer, "__qualname__", type(optimizer).__qualname__),
+                lr=float(lr),
+                seed=seed,
+            )
         )
         state = None
         if resume is not None:

@@ -20,8 +20,9 @@ from ..core.checks import check_data
 from ..core.errors import ModelGuideMismatchError
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, chunk_rows, current_budget
-from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, as_model, sample_sites
+from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
+from ..models.story import as_model
 
 __all__ = [
     "PARTICLE_PLATE",
@@ -99,7 +100,7 @@ def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, S
         ):
             problems.append(
                 f"site '{name}': batch shape {m.batch_shape} in the model, {g.batch_shape} in the "
-                f"guide (is the site in plate '{DATA_PLATE}' in both?)"
+                "guide (is the site in the data plate in both?)"
             )
     if problems:
         raise ModelGuideMismatchError(
@@ -121,7 +122,7 @@ def _honours_mask(site: dict) -> bool:
 
 
 def site_log_prob(
-    site: dict, rank: int, num_particles: int, num_data: int
+    site: dict, rank: int, num_particles: int, num_data: int, data_plate: str = DATA_PLATE
 ) -> tuple[torch.Tensor, bool]:
     """Sum a site's log-prob over every dim but particles and data: (K, N) or (K,)."""
     lp = site["log_prob"]
@@ -145,7 +146,7 @@ def site_log_prob(
             "Index from the right (x[..., i], .sum(-1, keepdim=True)) so that extra leading "
             "dims pass through."
         )
-    local = any(f.name == DATA_PLATE for f in site["cond_indep_stack"])
+    local = any(f.name == data_plate for f in site["cond_indep_stack"])
     keep = (0, rank - 1) if local else (0,)
     inner = tuple(d for d in range(rank) if d not in keep)
     if inner:
@@ -296,7 +297,7 @@ def log_weights(
     local_sites: list[str] = []
 
     for name, site in sample_sites(model_tr):
-        lp, local = site_log_prob(site, rank, num_particles, num_data)
+        lp, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
         if local:
             log_p = log_p + lp
             if site["is_observed"]:
@@ -316,7 +317,7 @@ def log_weights(
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            lq, local = site_log_prob(site, rank, num_particles, num_data)
+            lq, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
             if local:
                 log_q = log_q + lq
                 if not getattr(site["fn"], "has_rsample", False):

@@ -19,7 +19,8 @@ from ..core.checks import check_data
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, EvidenceKind, FitResult
-from ..models.base import LatentVariableModel, SiteInfo, as_model, conform_data
+from ..models.base import GuideStructure, LatentVariableModel, SiteInfo
+from ..models.story import as_model, conform_data
 from ..models.support import check_values
 
 __all__ = ["Engine"]
@@ -79,8 +80,16 @@ class Engine(abc.ABC):
         x = conform_data(lvm, x)
         sites = lvm.sites(x, mask)
         self.check_supported(lvm, sites)
+        if self.needs_guide:
+            self.check_proposal(lvm, sites, lvm.guide_structure(x, mask))
         check_values(lvm, x, mask)
         return lvm, x, mask, sites
+
+    def check_proposal(  # noqa: B027 (a hook: most engines accept every guide)
+        self, model: LatentVariableModel, sites: dict[str, SiteInfo], guide: GuideStructure
+    ) -> None:
+        """Raise :class:`UnsupportedModelError` if the guide cannot serve this engine (a point
+        mass, or a density joint over the data where per-datum weights are needed)."""
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         """Raise :class:`UnsupportedModelError` if this engine cannot handle the story."""

@@ -5,6 +5,11 @@ discrete site in parallel (Pyro's ``poutine.enum``) and contracting the factors 
 elimination (the operations of :mod:`ppl_lvm.inference._enumops`). Built-in mixtures declare a
 direct tensor path (``EnumeratedLogJoint``), which gives the same numbers without tracing, and
 closed-form M-steps for EM (``ClosedFormMStep``).
+
+Pyro's handlers mean what they mean under ``TraceEnum_ELBO`` (:mod:`._contract`): a
+``poutine.scale`` multiplies each datum's log-sum, a datum masked out with ``poutine.mask`` or
+``obs_mask`` contributes nothing, and a chain written with ``pyro.markov`` needs only the states
+live at one step (Pyro's enumeration recycles its dims), not H^T.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..models.capabilities import (
 from . import _loop
 from ._enumops import (
     enum_trace,
+    enumerated_states,
     exact_draws,
     exact_log_marginal,
     site_marginals,
@@ -44,6 +50,22 @@ from ._enumops import (
 from .base import Engine
 
 __all__ = ["Enumeration"]
+
+
+def _log_prob_of(probs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """log p of the drawn states ``idx`` (S, N, *inner plates) under the marginals ``probs``
+    (N, *inner plates, K), summed over inner plates: (S, N)."""
+    lp = probs.log().expand(idx.shape + probs.shape[-1:]).gather(-1, idx.unsqueeze(-1))
+    return lp.squeeze(-1).reshape(idx.shape[0], idx.shape[1], -1).sum(-1)
+
+
+def _may_recycle(sites: dict[str, SiteInfo]) -> bool:
+    """Whether enumeration may hold fewer states at once than the joint space: several
+    discrete sites (a pyro.markov chain), or a site whose elements sit in inner plates."""
+    discrete = [s for s in sites.values() if s.latent and s.local and s.discrete]
+    return len(discrete) > 1 or any(
+        s.elements_per_datum > math.prod(s.event_shape) for s in discrete
+    )
 
 
 def _format_states(sites: dict[str, SiteInfo], total: int) -> str:
@@ -110,13 +132,33 @@ class Enumeration(Engine):
                 "ImportanceSampling or SVI."
             )
         total = discrete_state_count(sites)
-        if total is not None and total > self.max_states:
+        if total is not None and total > self.max_states and not _may_recycle(sites):
             raise UnsupportedModelError(
                 f"the joint discrete space of story '{model.name}' has "
                 f"{_format_states(sites, total)}, more than max_states={self.max_states:,} "
                 "that Enumeration will sum; estimate log p(x) with ImportanceSampling or bound "
                 "it with SVI instead."
             )
+
+    def prepare(self, model, x, mask=None):
+        """As :meth:`Engine.prepare`; a story with several discrete sites (or sites in inner
+        plates) whose joint space exceeds ``max_states`` is then traced once more and refused
+        only if enumeration must hold that many states at once: a chain written with
+        ``pyro.markov`` needs only the states live at one step."""
+        lvm, x, mask, sites = super().prepare(model, x, mask)
+        total = discrete_state_count(sites)
+        if total is not None and total > self.max_states:
+            live = enumerated_states(lvm, x, mask, sites)
+            if live > self.max_states:
+                raise UnsupportedModelError(
+                    f"story '{lvm.name}' needs {live:,} joint discrete states at once per "
+                    f"datum ({_format_states(sites, total)} in all), more than max_states="
+                    f"{self.max_states:,} that Enumeration will sum. If its sites form a chain, "
+                    "write the loop with pyro.markov, so that each step holds only the states "
+                    "live at once; otherwise estimate log p(x) with ImportanceSampling or bound "
+                    "it with SVI."
+                )
+        return lvm, x, mask, sites
 
     def log_evidence(
         self,
@@ -174,7 +216,8 @@ class Enumeration(Engine):
         Returns
         -------
         Posterior
-            ``probs[site]`` of shape (N, num_states) for each site with a finite scalar support,
+            ``probs[site]`` of shape (N, num_states) for each site with a finite scalar support
+            ((N, *inner plates, num_states) for a site in plates nested in the data plate),
             ``samples[site]`` of shape (S, N, ...), and ``log_lik`` (S, N): the exact log p(x_n)
             in every row, since every latent is summed out and the parameters are fixed. With
             one latent site, ``log_q`` (S, N) is the exact log p(z_n | x_n) of each draw and
@@ -211,7 +254,7 @@ class Enumeration(Engine):
             if single:  # see _log_marginal: a data plate of size 1 is packed away
                 x, mask = twice(x, mask)
             tr = enum_trace(lvm, x, mask)  # also refuses unsound structure
-            marginals = site_marginals(tr, x.shape[0])
+            marginals = site_marginals(tr, x.shape[0], getattr(lvm, "data_plate", DATA_PLATE))
             probs = {k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape}
             joint_sites = [k for k, (_, site) in marginals.items() if site["fn"].event_shape]
             log_px = exact_log_marginal(lvm, x, mask)  # (N,)
@@ -219,20 +262,21 @@ class Enumeration(Engine):
             if not joint_sites:
                 samples = exact_draws(lvm, x, mask, num_samples, temperature)
                 (name, (p, site)), *others = marginals.items()
-                if not others and samples[name].shape == (num_samples, x.shape[0]):
-                    # one scalar site per datum: its marginal is the joint posterior
+                if not others and samples[name].shape == (num_samples, *p.shape[:-1]):
+                    # one scalar site (per datum, or per element of inner plates, which are
+                    # independent given x_n): its marginals give the joint posterior
                     states = state_values(site)  # (num_states,)
                     idx = (samples[name].unsqueeze(-1) == states).to(p.dtype).argmax(-1)
-                    log_q = p.log().T.gather(0, idx)  # (S, N)
+                    log_q = _log_prob_of(p, idx)  # (S, N)
             elif len(marginals) == 1:
                 # one vector-valued site: draw its joint state index from the exact marginal
                 p, site = marginals[joint_sites[0]]
                 if temperature == 0:
-                    idx = p.argmax(-1).expand(num_samples, -1)
+                    idx = p.argmax(-1).expand(num_samples, *p.shape[:-1])
                 else:
                     idx = torch.distributions.Categorical(probs=p).sample((num_samples,))
                 samples = {joint_sites[0]: state_values(site)[idx]}  # (S, N, *event)
-                log_q = p.log().T.gather(0, idx)  # (S, N)
+                log_q = _log_prob_of(p, idx)  # (S, N)
             else:
                 raise UnsupportedModelError(
                     f"joint posterior draws of several discrete sites, some with event dims "
@@ -294,8 +338,8 @@ class Enumeration(Engine):
         lr : float
             Adam's learning rate (``method="gradient"``).
         initialize : bool
-            Run the model's k-means++ ``initialize`` first; False starts from the current
-            parameters (e.g. ones given with ``set_parameters``).
+            Run the model's ``initialize`` first (k-means for a mixture); False starts from
+            the current parameters (e.g. ones given with ``set_parameters``).
         progress : bool
             Show a tqdm progress bar.
 

@@ -32,17 +32,16 @@ from ..core.results import Evidence, FitResult
 from ..core.rng import resolve_seed, seeded
 from ..core.stats import log_mean_weight, pareto_khat
 from ..models.base import (
-    DATA_PLATE,
     LatentVariableModel,
     SiteInfo,
     discrete_state_count,
-    from_functions,
 )
+from ..models.story import from_functions
 from ._enumops import exact_log_marginal
 from ._fitting import fit_by_gradient
 from ._weights import log_weights_in_chunks
 from .base import Engine
-from .objectives import Iwae
+from .objectives import Iwae, refuse_per_datum_weights
 
 #: The largest joint discrete space whose exact log p(x_n) a posterior's log_lik sums
 #: (Enumeration's default ``max_states``).
@@ -53,7 +52,7 @@ __all__ = ["ImportanceSampling", "log_mean_weight"]  # log_mean_weight: from cor
 Proposal = Literal["guide", "prior", "uniform"]
 
 
-def _uniform_guide(sites: dict[str, SiteInfo]):
+def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
     """A guide drawing every local latent site uniformly from its finite support."""
     latents = [s for s in sites.values() if s.latent]
     for s in latents:
@@ -71,7 +70,7 @@ def _uniform_guide(sites: dict[str, SiteInfo]):
 
     def guide(x, mask=None):
         n = x.shape[0]
-        with pyro.plate(DATA_PLATE, n, dim=-1):
+        with pyro.plate(data_plate, n, dim=-1):
             for s in latents:
                 # batch dims other than the data plate's, then the event
                 shape = tuple(s.batch_shape[:-1]) + tuple(s.event_shape)
@@ -149,10 +148,14 @@ class ImportanceSampling(Engine):
                 f"{globals_}; use bayesian=False, or SVI for a bound."
             )
 
+    def check_proposal(self, model, sites, guide) -> None:
+        refuse_per_datum_weights("ImportanceSampling(proposal='guide')", model, sites, guide)
+
     def _story(self, lvm: LatentVariableModel, sites) -> tuple[LatentVariableModel, str]:
         """The model with the proposal this engine uses, and the routine's proposal mode."""
         if self.proposal == "uniform":
-            story = from_functions(lvm.model, _uniform_guide(sites), name=lvm.name)
+            guide = _uniform_guide(sites, lvm.data_plate)
+            story = from_functions(lvm.model, guide, name=lvm.name, data_plate=lvm.data_plate)
             # the user's model keeps its own parameters: run it inside its own scope
             return _Scoped(story, lvm), "guide"
         return lvm, self.proposal
@@ -379,6 +382,10 @@ class _Scoped(LatentVariableModel):
 
     def working_width(self, x):
         return self._owner.working_width(x)
+
+    @property
+    def data_plate(self) -> str:
+        return self._owner.data_plate
 
     @property
     def name(self) -> str:

@@ -26,7 +26,7 @@ from pyro.poutine.messenger import Messenger
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.stats import iwae_bound
-from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo
+from ..models.base import GuideStructure, LatentVariableModel, SiteInfo
 from ..models.capabilities import (
     AnalyticKL,
     DetachableGuide,
@@ -36,7 +36,7 @@ from ..models.capabilities import (
 )
 from ._weights import log_weights
 
-__all__ = ["OBJECTIVES", "Elbo", "Iwae", "MeanField", "Objective"]
+__all__ = ["OBJECTIVES", "Elbo", "Iwae", "MeanField", "Objective", "refuse_per_datum_weights"]
 
 Estimator = Literal["standard", "dreg"]
 
@@ -44,12 +44,13 @@ Estimator = Literal["standard", "dreg"]
 class _ScaleLocal(Messenger):
     """Scales every site inside the data plate by N / B, for minibatches."""
 
-    def __init__(self, scale: float):
+    def __init__(self, scale: float, data_plate: str):
         super().__init__()
         self.scale = scale
+        self.data_plate = data_plate
 
     def _process_message(self, msg):
-        if any(f.name == DATA_PLATE for f in msg["cond_indep_stack"]):
+        if any(f.name == self.data_plate for f in msg["cond_indep_stack"]):
             msg["scale"] = self.scale * msg["scale"]
 
 
@@ -81,6 +82,11 @@ class Objective:
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         """Refuse, before any work, a story this objective cannot handle."""
+
+    def check_proposal(
+        self, model: LatentVariableModel, sites: dict[str, SiteInfo], guide: GuideStructure
+    ) -> None:
+        """Refuse, before any work, a guide this objective cannot use."""
 
     @staticmethod
     def enumerated(sites: dict[str, SiteInfo]) -> bool:
@@ -143,7 +149,7 @@ class Objective:
         k = self.num_particles
         loss_cls = TraceEnum_ELBO if enumerated else self.pyro_loss
         loss = loss_cls(num_particles=k, vectorize_particles=k > 1, max_plate_nesting=rank)
-        scaler = _ScaleLocal(scale)
+        scaler = _ScaleLocal(scale, lvm.data_plate)
         with lvm.scoped():
             value = loss.differentiable_loss(scaler(lvm.model), scaler(lvm.guide), xb, mb)
         return -value / num_data
@@ -168,6 +174,29 @@ class Objective:
         with lvm.scoped():
             per = self.bound(lvm, lw, xb, mb)
         return per + (lw.global_log_p - lw.global_log_q).mean() / num_data
+
+
+def refuse_per_datum_weights(
+    engine: str, model: LatentVariableModel, sites: dict[str, SiteInfo], guide: GuideStructure
+) -> None:
+    """Per-datum importance weights need a proposal with spread whose density is per datum."""
+    if guide.point_mass:
+        raise UnsupportedModelError(
+            f"{engine} weighs particles by p(x, z) / q(z | x), and the guide of story "
+            f"'{model.name}' is a point mass at sites {list(guide.point_mass)} (AutoDelta): every "
+            "particle is the same and the weights say nothing about log p(x). Use a guide with "
+            "spread (AutoNormal), or ImportanceSampling(proposal='prior')."
+        )
+    local = [s.name for s in sites.values() if s.latent and s.local]
+    if guide.global_auxiliary and local:
+        raise UnsupportedModelError(
+            f"{engine} needs log q(z_n | x) per datum, but the guide of story '{model.name}' puts "
+            f"the density of the local sites {local} on the auxiliary site(s) "
+            f"{list(guide.global_auxiliary)}, one joint vector over all data "
+            "(AutoDiagonalNormal, AutoMultivariateNormal, ...): per-datum weights would leave it "
+            "out. Use AutoNormal, whose sites are per datum, or SVI(objective='elbo'), whose "
+            "total counts the joint density."
+        )
 
 
 def _score_term(reward: torch.Tensor, log_q_score: torch.Tensor) -> torch.Tensor:
@@ -262,6 +291,9 @@ class Iwae(Objective):
 
     name = "iwae"
     needs_weights = True
+
+    def check_proposal(self, model, sites, guide):
+        refuse_per_datum_weights("the IWAE bound", model, sites, guide)
 
     def check_supported(self, model, sites):
         globals_ = [s.name for s in sites.values() if s.latent and not s.local]

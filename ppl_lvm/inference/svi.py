@@ -119,6 +119,9 @@ class SVI(Engine):
         super().check_supported(model, sites)
         self._objective.check_supported(model, sites)
 
+    def check_proposal(self, model, sites, guide) -> None:
+        self._objective.check_proposal(model, sites, guide)
+
     # -- fit ---------------------------------------------------------------------------------
     def fit(
         self,
@@ -206,9 +209,11 @@ class SVI(Engine):
             initialize=initialize,
             device=device,
         )
+        # a point-mass guide (AutoDelta) turns the ELBO into log p(x, ẑ): MAP, not a bound
+        point_mass = bool(lvm.guide_structure(x, mask).point_mass)
         return FitResult(
             engine=self.name,
-            objective=self.objective,
+            objective="map" if point_mass else self.objective,
             history=torch.tensor(loop.history, dtype=torch.float64),
             seconds=seconds,
             num_steps=loop.num_steps,
@@ -257,16 +262,42 @@ class SVI(Engine):
         Returns
         -------
         Evidence
-            ``kind="lower_bound"``, ``per_datum`` of shape (N,).
+            ``kind="lower_bound"``, ``per_datum`` of shape (N,). For a story with global latents
+            and enumerated local sites (a Bayesian mixture), the bound is on the joint log p(x),
+            the local sites summed exactly as ``TraceEnum_ELBO`` does, shared equally among the
+            data.
+
+        Raises
+        ------
+        UnsupportedModelError
+            For a point-mass guide (``AutoDelta``), whose ELBO is a MAP objective, not a bound;
+            and for a story whose enumerated sites have no global latents, whose exact value
+            ``Enumeration`` gives.
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
-        if self._objective.enumerated(sites):
+        point_mass = lvm.guide_structure(x, mask).point_mass
+        if point_mass:
             raise UnsupportedModelError(
-                f"story '{lvm.name}' sums discrete sites by enumeration; its exact per-datum "
-                "log p(x) comes from inference.Enumeration().log_evidence."
+                f"the guide of story '{lvm.name}' is a point mass at {list(point_mass)} "
+                "(AutoDelta): its ELBO is log p(x, ẑ), a MAP objective, not a bound on log p(x). "
+                "Estimate log p(x) with ImportanceSampling(proposal='prior'), or fit a guide "
+                "with spread (AutoNormal) for a bound."
             )
         k = self.num_particles if num_particles is None else num_particles
-        lvm.sites(x[:1], None if mask is None else mask[:1], "guide")
+        has_global = any(s.latent and not s.local for s in sites.values())
+        if self._objective.enumerated(sites):
+            if not has_global:
+                raise UnsupportedModelError(
+                    f"story '{lvm.name}' sums discrete sites by enumeration; its exact per-datum "
+                    "log p(x) comes from inference.Enumeration().log_evidence."
+                )
+            # the ELBO over the global latents, the enumerated local sites summed exactly
+            # (what TraceEnum_ELBO maximises): a bound on the joint log p(x), shared equally
+            with torch.no_grad(), seeded(seed):
+                out = replayed_posterior(lvm, x, mask, sites, k)
+            total = (out["log_p"] - out["log_q"]).mean()
+            per = (total / x.shape[0]).expand(x.shape[0]).clone()
+            return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)
         with torch.no_grad(), seeded(seed):
             per = self._per_datum(lvm, x, mask, k)
         return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)

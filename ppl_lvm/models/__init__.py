@@ -1,19 +1,12 @@
 """Generative stories: the model contract and the built-in latent-variable models."""
 
 from .amortized import AmortizedGaussianLVM, AmortizedLVM
-from .base import (
-    DATA_PLATE,
-    FunctionModel,
-    LatentVariableModel,
-    SiteInfo,
-    as_model,
-    discrete_state_count,
-    from_functions,
-)
+from .base import DATA_PLATE, GuideStructure, LatentVariableModel, SiteInfo, discrete_state_count
 from .binary import BinaryLatentFactors
 from .conv_vae import ConvVAE
 from .linear import LinearGaussian
 from .mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
+from .story import FunctionModel, as_model, conform_data, from_functions
 from .vae import VAE, ToyVAE
 
 __all__ = [
@@ -27,12 +20,14 @@ __all__ = [
     "ConvVAE",
     "FunctionModel",
     "GaussianMixture",
+    "GuideStructure",
     "LatentVariableModel",
     "LinearGaussian",
     "MixtureModel",
     "SiteInfo",
     "ToyVAE",
     "as_model",
+    "conform_data",
     "discrete_state_count",
     "from_functions",
 ]

@@ -346,7 +346,7 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms, ValueV
             refuse_values(
                 x,
                 mask,
-                (x == 0) | (x == 1),
+                x.eq(0).logical_or_(x.eq(1)),
                 model=f"{type(self).__name__}(likelihood='bernoulli')",
                 expected="binary data (0 or 1)",
                 fix="binarize it first (Dataset.binarize(0.5)), or build the model with "

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import inspect
 import math
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,18 +22,14 @@ import torch
 from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
-from .._typing import ModelLike, StoryFn
 from ..core.rng import fork_rng
 
 __all__ = [
     "DATA_PLATE",
-    "FunctionModel",
+    "GuideStructure",
     "LatentVariableModel",
     "SiteInfo",
-    "as_model",
-    "conform_data",
     "discrete_state_count",
-    "from_functions",
     "sample_sites",
 ]
 
@@ -91,6 +85,25 @@ class SiteInfo:
         return not self.observed
 
 
+@dataclass(frozen=True)
+class GuideStructure:
+    """What kind of proposal a guide is.
+
+    Attributes
+    ----------
+    point_mass : tuple of str
+        Latent sites the guide fixes at a point (``AutoDelta``): a MAP fit, not a distribution
+        that importance weights or bounds can use.
+    global_auxiliary : tuple of str
+        Auxiliary guide sites outside the data plate that carry the density of local latents
+        (``AutoDiagonalNormal``'s one vector over every latent): their density is joint over
+        the data, so per-datum weights would leave it out.
+    """
+
+    point_mass: tuple[str, ...] = ()
+    global_auxiliary: tuple[str, ...] = ()
+
+
 def _base_distribution(fn: Any) -> Any:
     # to_event, mask and expand wrap the distribution that says what the values are.
     # (not TransformedDistribution: LogNormal is its own family, not a Normal)
@@ -112,21 +125,21 @@ def _num_states(fn: Any) -> int | None:
     return int(base.enumerate_support(expand=False).shape[0])
 
 
-def _site_info(site: dict, num_data: int) -> SiteInfo:
+def _site_info(site: dict, num_data: int, data_plate: str = DATA_PLATE) -> SiteInfo:
     fn = site["fn"]
     frames = [f for f in site["cond_indep_stack"] if f.vectorized]
-    data_frames = [f for f in frames if f.name == DATA_PLATE]
+    data_frames = [f for f in frames if f.name == data_plate]
     local = bool(data_frames)
     if local:
         frame = data_frames[0]
         if frame.dim != -1:
             raise ValueError(
-                f"site '{site['name']}' sits in plate '{DATA_PLATE}' at dim {frame.dim}; "
-                f"the data plate must be at dim -1: write pyro.plate('{DATA_PLATE}', N, dim=-1)."
+                f"site '{site['name']}' sits in plate '{data_plate}' at dim {frame.dim}; "
+                f"the data plate must be at dim -1: write pyro.plate('{data_plate}', N, dim=-1)."
             )
         if frame.size != num_data:
             raise ValueError(
-                f"plate '{DATA_PLATE}' has size {frame.size} at site '{site['name']}' but x has "
+                f"plate '{data_plate}' has size {frame.size} at site '{site['name']}' but x has "
                 f"{num_data} rows; size the data plate with len(x)."
             )
     batch_shape = tuple(fn.batch_shape)
@@ -146,6 +159,27 @@ def _site_info(site: dict, num_data: int) -> SiteInfo:
         num_states=_num_states(fn),
         elements_per_datum=int(per_datum * math.prod(event_shape)),
     )
+
+
+def _check_data_plate(model: Any, sites: dict[str, SiteInfo], trace: poutine.Trace, n: int) -> None:
+    """Refuse a story whose one-per-datum plate goes by another name than the one it declares:
+    its local sites would pass for global ones."""
+    if any(s.local for s in sites.values()):
+        return
+    others = sorted(
+        {
+            f.name
+            for _, site in sample_sites(trace)
+            for f in site["cond_indep_stack"]
+            if f.vectorized and f.size == n and f.name != model.data_plate
+        }
+    )
+    if others:
+        raise ValueError(
+            f"story '{model.name}' has no plate named '{model.data_plate}', but plate(s) "
+            f"{others} of size N={n}; name the data plate with from_functions(..., "
+            f"data_plate={others[0]!r}), or rename the plate '{model.data_plate}'."
+        )
 
 
 def sample_sites(trace: poutine.Trace) -> Iterator[tuple[str, dict]]:
@@ -202,6 +236,9 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     #: Whether :meth:`guide` is a real proposal q(z | x). A story built from a model function
     #: alone has none; engines that need one refuse it up front.
     has_guide: bool = True
+
+    #: The name of the story's plate over data points.
+    data_plate: str = DATA_PLATE
 
     #: D, the features per datum, when the model fixes it (built-in models do); engines and
     #: workflows check data against it. None for a story that takes any width.
@@ -292,8 +329,11 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         """One ordinary (unvectorised, unenumerated) trace of the model or the guide."""
         fn = self.model if which == "model" else self.guide
         # a look at the structure must not move the caller's random stream: the same seed has
-        # to give the same numbers whether or not the metadata was already known
+        # to give the same numbers whether or not the metadata was already known. Its own draws
+        # come from a fixed stream, so that parameters a guide creates lazily on its first run
+        # (Pyro's autoguides) start the same whatever the caller's state
         with self.scoped(), fork_rng():
+            torch.default_generator.manual_seed(0)
             return poutine.trace(fn).get_trace(x, mask)
 
     def sites(
@@ -327,10 +367,40 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
             return cache[key]
         tr = self.trace(x, mask, which)
         out = {
-            name: _site_info(site, x.shape[0])
+            name: _site_info(site, x.shape[0], self.data_plate)
             for name, site in sample_sites(tr)
             if not site["infer"].get("is_auxiliary", False)
         }
+        _check_data_plate(self, out, tr, x.shape[0])
+        if self.static_structure:
+            cache[key] = out
+        return out
+
+    def guide_structure(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> GuideStructure:
+        """What kind of proposal the guide is, from one trace of it (cached per shape for a
+        model whose structure is static); see :class:`GuideStructure`."""
+        key = ("guide_structure", tuple(x.shape), x.dtype, x.device, mask is None)
+        cache = self.__dict__.setdefault("_ppl_sites_cache", {})
+        if self.static_structure and key in cache:
+            return cache[key]
+        tr = self.trace(x, mask, "guide")
+        auxiliary, point_mass = [], []
+        for name, site in sample_sites(tr):
+            if site["is_observed"]:
+                continue
+            local = any(f.name == self.data_plate for f in site["cond_indep_stack"])
+            if site["infer"].get("is_auxiliary", False):
+                if not local:
+                    auxiliary.append(name)
+            elif type(_base_distribution(site["fn"])).__name__ == "Delta":
+                point_mass.append(name)
+        has_aux = any(s["infer"].get("is_auxiliary", False) for _, s in sample_sites(tr))
+        out = GuideStructure(
+            # a Delta site that a continuous auxiliary variable drives (AutoDiagonalNormal's
+            # reparameterisation) is a change of variables, not a point mass
+            point_mass=() if has_aux else tuple(point_mass),
+            global_auxiliary=tuple(auxiliary),
+        )
         if self.static_structure:
             cache[key] = out
         return out
@@ -339,138 +409,3 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     def name(self) -> str:
         """A readable name for messages and reports."""
         return type(self).__name__
-
-
-def _accepts_mask(fn: Callable) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins and some C callables have no signature
-        return True
-    if any(p.kind == p.VAR_POSITIONAL for p in params.values()):
-        return True
-    return "mask" in params or len(params) >= 2
-
-
-class FunctionModel(LatentVariableModel):
-    """A user's story made of plain functions; build one with :func:`from_functions`."""
-
-    def __init__(self, model_fn: StoryFn, guide_fn: StoryFn | None = None, name: str | None = None):
-        super().__init__()
-        if not callable(model_fn):
-            raise TypeError(f"model_fn must be callable, got {type(model_fn).__name__}.")
-        if guide_fn is not None and not callable(guide_fn):
-            raise TypeError(f"guide_fn must be callable or None, got {type(guide_fn).__name__}.")
-        self.model_fn = model_fn
-        self.guide_fn = guide_fn
-        self.has_guide = guide_fn is not None
-        self._name = name or getattr(model_fn, "__name__", "story")
-        self._model_mask = _accepts_mask(model_fn)
-        self._guide_mask = guide_fn is not None and _accepts_mask(guide_fn)
-
-    @staticmethod
-    def _call(fn: StoryFn, takes_mask: bool, role: str, x: torch.Tensor, mask: Any) -> Any:
-        if takes_mask:
-            return fn(x, mask)
-        if mask is not None:
-            raise ValueError(
-                f"the {role} function {getattr(fn, '__name__', fn)!r} takes no mask, but a mask "
-                f"was given; add a `mask=None` parameter and wrap the likelihood with .mask(mask)."
-            )
-        return fn(x)
-
-    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
-        return self._call(self.model_fn, self._model_mask, "model", x, mask)
-
-    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
-        if self.guide_fn is None:
-            raise ValueError(
-                f"story '{self._name}' has no guide; pass guide_fn to from_functions, or use an "
-                "engine that needs none (Enumeration, or ImportanceSampling(proposal='prior'))."
-            )
-        return self._call(self.guide_fn, self._guide_mask, "guide", x, mask)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def __repr__(self) -> str:
-        guide = getattr(self.guide_fn, "__name__", None)
-        return f"FunctionModel(model={self._name!r}, guide={guide!r})"
-
-
-def from_functions(
-    model_fn: StoryFn, guide_fn: StoryFn | None = None, *, name: str | None = None
-) -> FunctionModel:
-    """Wrap a user's Pyro model (and optional guide) functions as a :class:`LatentVariableModel`.
-
-    Parameters
-    ----------
-    model_fn : callable
-        ``model_fn(x, mask=None)``; one-per-datum sites go in ``pyro.plate("data", len(x))``.
-        A function of ``x`` alone is accepted for fully observed data.
-    guide_fn : callable, optional
-        ``guide_fn(x, mask=None)`` with a sample site for every latent site of the model.
-    name : str, optional
-        Name used in messages; defaults to ``model_fn.__name__``.
-
-    Examples
-    --------
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model(x, mask=None):
-    ...     with pyro.plate("data", len(x)):
-    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
-    ...         pyro.sample("x", dist.Normal(z, 1.0).expand([len(x)]), obs=x[:, 0])
-    >>> story = from_functions(model)
-    >>> story.sites(torch.zeros(3, 1))["z"].local
-    True
-    """
-    return FunctionModel(model_fn, guide_fn, name=name)
-
-
-def conform_data(model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N, D) checked against the model: its width against ``model.dim``, and its dtype
-    against the model's parameters, to which it is cast with one warning.
-
-    Raises
-    ------
-    ValueError
-        When the model fixes D and ``x`` has another number of features; the message names both.
-    """
-    if model.dim is not None and x.dim() == 2 and x.shape[1] != model.dim:
-        raise ValueError(
-            f"x has D={x.shape[1]} features per datum but {model.name} was built for "
-            f"dim={model.dim}; pass data of shape (N, {model.dim}) or build the model for "
-            f"dim={x.shape[1]}."
-        )
-    ref = next(iter(model.parameters()), None)
-    if ref is not None and ref.is_floating_point() and x.dtype != ref.dtype:
-        warnings.warn(
-            f"x is {x.dtype} but {model.name}'s parameters are {ref.dtype}; x was cast to "
-            f"{ref.dtype}. Cast one to match the other (x.to({ref.dtype}), or model.to(x.dtype)) "
-            "to silence this.",
-            UserWarning,
-            stacklevel=3,
-        )
-        x = x.to(ref.dtype)
-    return x
-
-
-def as_model(obj: ModelLike) -> LatentVariableModel:
-    """Coerce what a user hands an engine into a :class:`LatentVariableModel`.
-
-    Accepts a ``LatentVariableModel``, a ``(model_fn, guide_fn)`` pair, or a model function.
-    """
-    if isinstance(obj, LatentVariableModel):
-        return obj
-    if isinstance(obj, tuple):
-        if len(obj) != 2:
-            raise TypeError(
-                f"a story given as a tuple must be (model_fn, guide_fn), got {len(obj)} items."
-            )
-        return from_functions(obj[0], obj[1])
-    if callable(obj) and not isinstance(obj, torch.nn.Module):
-        return from_functions(obj)
-    raise TypeError(
-        f"expected a LatentVariableModel, a (model_fn, guide_fn) pair or a model function, got "
-        f"{type(obj).__name__}; wrap your functions with ppl_lvm.models.from_functions."
-    )

@@ -160,7 +160,7 @@ class BinaryLatentFactors(AmortizedLVM, ExactEvidence, Initializable, ValueValid
         refuse_values(
             x,
             mask,
-            (x == 0) | (x == 1),
+            x.eq(0).logical_or_(x.eq(1)),
             model="BinaryLatentFactors",
             expected="binary data (0 or 1)",
             fix="binarize it first, e.g. Dataset.binarize(0.5) or (x > 0.5).float().",

@@ -171,7 +171,7 @@ class ClosedFormMStep(EnumeratedLogJoint):
 
 
 class Initializable(Capability):
-    """A data-dependent start for fitting (k-means++ centres, the data mean as a bias)."""
+    """A data-dependent start for fitting (k-means for a mixture, the data mean as a bias)."""
 
     @abc.abstractmethod
     def initialize(self, x: torch.Tensor, mask: torch.Tensor | None, seed: int) -> None:

@@ -254,10 +254,6 @@ class MixtureModel(
     def validate_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Check that observed entries lie in the family's support (any real, by default)."""
 
-    def _validate_values(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Transitional alias of :meth:`validate_values`."""
-        self.validate_values(x, mask)
-
     # -- the Pyro story ------------------------------------------------------------------------
     @property
     def weights(self) -> torch.Tensor:

@@ -1,0 +1,182 @@
+"""A user's own story: :func:`from_functions`, :class:`FunctionModel`, and what every engine
+does with what it is handed (:func:`as_model`, :func:`conform_data`)."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._typing import ModelLike, StoryFn
+from .base import DATA_PLATE, LatentVariableModel
+
+__all__ = ["FunctionModel", "as_model", "conform_data", "from_functions"]
+
+
+def _mask_parameter(fn: Callable) -> str:
+    """How ``fn`` takes the mask: ``"named"`` (a parameter called mask), ``"keywords"`` (only
+    through ``**kwargs``, as Pyro's autoguides forward them) or ``"none"``. Never by position:
+    a second parameter such as ``num_components`` is the story's own."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return "keywords"
+    if "mask" in params:
+        return "named"
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return "keywords"
+    return "none"
+
+
+class FunctionModel(LatentVariableModel):
+    """A user's story made of plain functions; build one with :func:`from_functions`."""
+
+    def __init__(
+        self,
+        model_fn: StoryFn,
+        guide_fn: StoryFn | None = None,
+        name: str | None = None,
+        *,
+        data_plate: str = DATA_PLATE,
+        story_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        if not callable(model_fn):
+            raise TypeError(f"model_fn must be callable, got {type(model_fn).__name__}.")
+        if guide_fn is not None and not callable(guide_fn):
+            raise TypeError(f"guide_fn must be callable or None, got {type(guide_fn).__name__}.")
+        if not isinstance(data_plate, str) or not data_plate:
+            raise TypeError(f"data_plate must be a plate's name (a str), got {data_plate!r}.")
+        self.model_fn = model_fn
+        self.guide_fn = guide_fn
+        self.has_guide = guide_fn is not None
+        self.data_plate = data_plate
+        self.story_kwargs = dict(story_kwargs or {})
+        self._name = name or getattr(model_fn, "__name__", "story")
+        self._model_mask = _mask_parameter(model_fn)
+        self._guide_mask = "none" if guide_fn is None else _mask_parameter(guide_fn)
+
+    def _call(self, fn: StoryFn, how: str, role: str, x: torch.Tensor, mask: Any) -> Any:
+        kwargs = dict(self.story_kwargs)
+        if how == "named" or (how == "keywords" and mask is not None):
+            kwargs["mask"] = mask
+        elif mask is not None:
+            raise ValueError(
+                f"the {role} function {getattr(fn, '__name__', fn)!r} takes no mask (it has no "
+                "parameter named `mask`), but a mask was given; add a `mask=None` parameter and "
+                "wrap the likelihood with .mask(mask). The mask is never passed by position."
+            )
+        return fn(x, **kwargs)
+
+    def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
+        return self._call(self.model_fn, self._model_mask, "model", x, mask)
+
+    def guide(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
+        if self.guide_fn is None:
+            raise ValueError(
+                f"story '{self._name}' has no guide; pass guide_fn to from_functions, or use an "
+                "engine that needs none (Enumeration, or ImportanceSampling(proposal='prior'))."
+            )
+        return self._call(self.guide_fn, self._guide_mask, "guide", x, mask)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        guide = getattr(self.guide_fn, "__name__", None)
+        return f"FunctionModel(model={self._name!r}, guide={guide!r})"
+
+
+def from_functions(
+    model_fn: StoryFn,
+    guide_fn: StoryFn | None = None,
+    *,
+    name: str | None = None,
+    data_plate: str = DATA_PLATE,
+    **story_kwargs: Any,
+) -> FunctionModel:
+    """Wrap a user's Pyro model (and optional guide) functions as a :class:`LatentVariableModel`.
+
+    Parameters
+    ----------
+    model_fn : callable
+        ``model_fn(x, mask=None)``; one-per-datum sites go in ``pyro.plate("data", len(x))``.
+        A function of ``x`` alone is accepted for fully observed data.
+    guide_fn : callable, optional
+        ``guide_fn(x, mask=None)`` with a sample site for every latent site of the model.
+    name : str, optional
+        Name used in messages; defaults to ``model_fn.__name__``.
+    data_plate : str
+        The name of the story's plate over data points ("data" by default).
+    **story_kwargs
+        Extra keyword arguments that reach both model and guide on every call, as Pyro passes
+        them (``num_components=3``). The mask reaches a story only through a parameter named
+        ``mask``, never by position.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model(x, mask=None):
+    ...     with pyro.plate("data", len(x)):
+    ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0).expand([len(x)]), obs=x[:, 0])
+    >>> story = from_functions(model)
+    >>> story.sites(torch.zeros(3, 1))["z"].local
+    True
+    """
+    return FunctionModel(
+        model_fn, guide_fn, name=name, data_plate=data_plate, story_kwargs=story_kwargs
+    )
+
+
+def conform_data(model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, D) checked against the model: its width against ``model.dim``, and its dtype
+    against the model's parameters, to which it is cast with one warning.
+
+    Raises
+    ------
+    ValueError
+        When the model fixes D and ``x`` has another number of features; the message names both.
+    """
+    if model.dim is not None and x.dim() == 2 and x.shape[1] != model.dim:
+        raise ValueError(
+            f"x has D={x.shape[1]} features per datum but {model.name} was built for "
+            f"dim={model.dim}; pass data of shape (N, {model.dim}) or build the model for "
+            f"dim={x.shape[1]}."
+        )
+    ref = next(iter(model.parameters()), None)
+    if ref is not None and ref.is_floating_point() and x.dtype != ref.dtype:
+        warnings.warn(
+            f"x is {x.dtype} but {model.name}'s parameters are {ref.dtype}; x was cast to "
+            f"{ref.dtype}. Cast one to match the other (x.to({ref.dtype}), or model.to(x.dtype)) "
+            "to silence this.",
+            UserWarning,
+            stacklevel=3,
+        )
+        x = x.to(ref.dtype)
+    return x
+
+
+def as_model(obj: ModelLike) -> LatentVariableModel:
+    """Coerce what a user hands an engine into a :class:`LatentVariableModel`.
+
+    Accepts a ``LatentVariableModel``, a ``(model_fn, guide_fn)`` pair, or a model function.
+    """
+    if isinstance(obj, LatentVariableModel):
+        return obj
+    if isinstance(obj, tuple):
+        if len(obj) != 2:
+            raise TypeError(
+                f"a story given as a tuple must be (model_fn, guide_fn), got {len(obj)} items."
+            )
+        return from_functions(obj[0], obj[1])
+    if callable(obj) and not isinstance(obj, torch.nn.Module):
+        return from_functions(obj)
+    raise TypeError(
+        f"expected a LatentVariableModel, a (model_fn, guide_fn) pair or a model function, got "
+        f"{type(obj).__name__}; wrap your functions with ppl_lvm.models.from_functions."
+    )

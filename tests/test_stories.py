@@ -1,0 +1,426 @@
+"""ENGINES × STORIES: every story of the catalogue (``tests/stories``) through every engine.
+
+Each story says, engine by engine, what a correct engine must give (``stories.OUTCOMES``): the
+exact log p(x), an estimate or a bound consistent with it, or a refusal whose advice names an
+engine that accepts the story. The expectations are Pyro's own (``Trace_ELBO``,
+``TraceEnum_ELBO``) or the closed form's, not today's behaviour: a case that fails today is a
+strict xfail whose reason says what goes wrong, so it turns red once the bug is fixed.
+
+Three parametrised tests:
+
+- ``test_log_evidence``: ``log_evidence`` against ``exact_log_evidence``, for every pair;
+- ``test_posterior_to_arviz``: ``posterior(...).to_arviz()`` wherever the engine must work;
+- ``test_refusal_advice_is_followed``: for every expected refusal, each engine the message
+  names (with its settings) accepts the story.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import stories
+import torch
+
+from ppl_lvm import inference
+from ppl_lvm.inference import (
+    SVI,
+    Enumeration,
+    ImportanceSampling,
+    ModelGuideMismatchError,
+    UnsupportedModelError,
+)
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+ENGINES = {
+    "enumeration": lambda: Enumeration(),
+    "is-prior": lambda: ImportanceSampling("prior", 2000),
+    "is-guide": lambda: ImportanceSampling("guide", 2000),
+    "svi-elbo": lambda: SVI("elbo", num_particles=50),
+    "svi-iwae": lambda: SVI("iwae", num_particles=50),
+}
+assert tuple(ENGINES) == stories.ENGINE_NAMES
+
+REFUSALS = (UnsupportedModelError, ModelGuideMismatchError)
+
+# What goes wrong today, one line each; every failing (story, engine) below is a strict xfail of
+# issue 13 with one of these reasons, so it turns red once the bug is fixed.
+DICT_X = (
+    "x given as a dict of tensors that share N (sequences and lengths, images and labels, y and "
+    "sigma) is refused: TypeError 'x must be a torch.Tensor of shape (N, D), got dict'"
+)
+IS_GLOBAL = (
+    "ImportanceSampling refuses global latent sites ('estimates log p(x_n) per datum'): no "
+    "estimate of the total log p(x) of a story with globals (the next issue's work)"
+)
+IWAE_GLOBAL = (
+    "SVI('iwae') refuses global latent sites ('the IWAE bound here is per datum'), though the "
+    "joint IWAE bound of the total is valid (Pyro's RenyiELBO computes it)"
+)
+SVI_ENUM = (
+    "SVI.log_evidence refuses every story with model-side enumeration ('comes from "
+    "Enumeration'), though TraceEnum_ELBO with the story's guide gives a valid bound"
+)
+IS_GUIDE_ENUM = (
+    "ImportanceSampling('guide') demands a guide site for y, which the model enumerates "
+    "(ModelGuideMismatchError), instead of summing y inside each particle's weight"
+)
+LOC_X_INDEXING = (
+    "particles as an outer plate break the tutorial's plain indexing loc[x]: 'Shape mismatch "
+    "inside plate('data') at site obs dim -1, 10 vs 3', and no slower unvectorised path runs"
+)
+EXPAND_INDEXING = (
+    "particles as an outer plate break the test's weights.expand((N,) + weights.shape): 'Shape "
+    "mismatch inside plate('data') at site obs dim -1, 5 vs 2', and no unvectorised path runs"
+)
+ENUM_GLOBAL_DISCRETE = (
+    "Enumeration refuses the global discrete site 'a' above the plate, which TraceEnum_ELBO "
+    "sums exactly (the total log p(x))"
+)
+PLATE_KEYERROR = (
+    "SVI crashes with KeyError: 'data' on a story whose plate over data is named 'inner' "
+    "(data_plate='inner' is not honoured there)"
+)
+FULL_GUIDE_BLOCK = (
+    "crashes with AttributeError: '_Context' object has no attribute 'param_state' on the "
+    "tutorial's poutine.block(hide_types=['param']) around the AutoDelta in full_guide"
+)
+SUPPORT_MISMATCH = (
+    "a false ModelGuideMismatchError: HalfCauchy's support GreaterThanEq(0) against the "
+    "example's exp-transformed Normal guide, GreaterThan(0), which proposes inside it"
+)
+TREE_POSTERIOR = (
+    "SVI.posterior on a story with a global and a local latent crashes: AttributeError "
+    "'NoneType' object has no attribute 'nodes'"
+)
+NO_LATENT_ENUM = (
+    "Enumeration.posterior of a story with no latent site emits Pyro's 'infer_discrete found "
+    "no sample sites configured for enumeration' warning"
+)
+NO_LATENT_IS = (
+    "the IS posterior of a story with no latent site has S = 0 draws but (K, N) log weights: "
+    "ValueError"
+)
+NO_LATENT_SVI = (
+    "the SVI posterior of a story with no latent site has S = 0 draws but log_lik (20, N): "
+    "ValueError"
+)
+ADVICE_IS_GLOBAL = (
+    "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling, which "
+    "refuses the story's global latents"
+)
+ADVICE_IS_AUXILIARY = (
+    "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling (proposal "
+    "'guide' by default), which refuses the AutoDiagonalNormal guide"
+)
+ADVICE_MAP_TO_IS_GLOBAL = (
+    "the MAP refusal advises ImportanceSampling(proposal='prior'), which refuses the story's "
+    "global latents: the advice goes round in a circle"
+)
+ADVICE_TO_SVI_MAP = (
+    "the refusal advises SVI for a bound (objective='elbo'), which refuses the point-mass "
+    "guide as a MAP objective: the advice goes round in a circle"
+)
+ADVICE_SUPPORT_MISMATCH = (
+    "the refusal's advice leads to ImportanceSampling('guide'), which raises a false support "
+    "mismatch on tau (HalfCauchy against the exp-transformed Normal guide)"
+)
+ADVICE_LOC_X_INDEXING = (
+    "the refusal advises SVI('elbo'), which crashes on the tutorial's loc[x] indexing under "
+    "particles (Shape mismatch inside plate('data'), 10 vs 3)"
+)
+ADVICE_PLATE_KEYERROR = (
+    "the refusal advises SVI('elbo'), which crashes with KeyError: 'data' on the plate named "
+    "'inner'"
+)
+
+XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
+    ("autoguide_exact_tree", "is-prior"): IS_GLOBAL,
+    ("autoguide_exact_tree", "is-guide"): IS_GLOBAL,
+    ("autoguide_exact_tree", "svi-iwae"): IWAE_GLOBAL,
+    ("inference_normal_normal", "is-prior"): IS_GLOBAL,
+    ("inference_normal_normal", "is-guide"): IS_GLOBAL,
+    ("inference_normal_normal", "svi-iwae"): IWAE_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "is-prior"): IS_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "is-guide"): IS_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "svi-iwae"): IWAE_GLOBAL,
+    ("mle_map_delta", "is-prior"): IS_GLOBAL,
+    ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
+    ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "is-guide"): IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
+    ("autoguide_discrete_parallel", "is-prior"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "is-guide"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
+    ("autoguide_discrete_parallel", "svi-iwae"): IWAE_GLOBAL,
+    ("enum_plate_3", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_3", "svi-elbo"): SVI_ENUM,
+    ("enum_plate_3_masked", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_3_masked", "svi-elbo"): SVI_ENUM,
+    ("enum_plate_3_scaled", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_3_scaled", "svi-elbo"): SVI_ENUM,
+    ("enum_plate_4", "enumeration"): ENUM_GLOBAL_DISCRETE,
+    ("enum_plate_4", "is-prior"): IS_GLOBAL,
+    ("enum_plate_4", "is-guide"): IS_GLOBAL,
+    ("enum_plate_4", "svi-elbo"): PLATE_KEYERROR,
+    ("ss_vae_m2", "enumeration"): DICT_X,
+    ("ss_vae_m2", "is-prior"): DICT_X,
+    ("ss_vae_m2", "is-guide"): DICT_X,
+    ("ss_vae_m2", "svi-elbo"): DICT_X,
+    ("ss_vae_m2", "svi-iwae"): DICT_X,
+    ("hmm_model_1", "enumeration"): DICT_X,
+    ("hmm_model_1", "is-prior"): DICT_X,
+    ("hmm_model_1", "is-guide"): DICT_X,
+    ("hmm_model_1", "svi-elbo"): DICT_X,
+    ("hmm_model_1", "svi-iwae"): DICT_X,
+    ("lda_small", "is-prior"): IS_GLOBAL,
+    ("eight_schools_pyro", "is-guide"): SUPPORT_MISMATCH,
+    ("eight_schools_numpyro", "enumeration"): DICT_X,
+    ("eight_schools_numpyro", "is-prior"): DICT_X,
+    ("eight_schools_numpyro", "is-guide"): DICT_X,
+    ("eight_schools_numpyro", "svi-elbo"): DICT_X,
+    ("eight_schools_numpyro", "svi-iwae"): DICT_X,
+}
+XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
+    ("autoguide_exact_tree", "is-prior"): IS_GLOBAL,
+    ("autoguide_exact_tree", "is-guide"): IS_GLOBAL,
+    ("autoguide_exact_tree", "svi-elbo"): TREE_POSTERIOR,
+    ("autoguide_exact_tree", "svi-iwae"): IWAE_GLOBAL,
+    ("inference_normal_normal", "is-prior"): IS_GLOBAL,
+    ("inference_normal_normal", "is-guide"): IS_GLOBAL,
+    ("inference_normal_normal", "svi-iwae"): IWAE_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "is-prior"): IS_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "is-guide"): IS_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "svi-iwae"): IWAE_GLOBAL,
+    ("mle_map_delta", "is-prior"): IS_GLOBAL,
+    ("mle_map_mle", "enumeration"): NO_LATENT_ENUM,
+    ("mle_map_mle", "is-prior"): NO_LATENT_IS,
+    ("mle_map_mle", "is-guide"): NO_LATENT_IS,
+    ("mle_map_mle", "svi-elbo"): NO_LATENT_SVI,
+    ("mle_map_mle", "svi-iwae"): NO_LATENT_SVI,
+    ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "is-guide"): IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
+    ("autoguide_discrete_parallel", "is-prior"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "is-guide"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
+    ("autoguide_discrete_parallel", "svi-iwae"): IWAE_GLOBAL,
+    ("enum_plate_3", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_3_masked", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_3_scaled", "is-guide"): IS_GUIDE_ENUM,
+    ("enum_plate_4", "enumeration"): ENUM_GLOBAL_DISCRETE,
+    ("enum_plate_4", "is-prior"): IS_GLOBAL,
+    ("enum_plate_4", "is-guide"): IS_GLOBAL,
+    ("enum_plate_4", "svi-elbo"): PLATE_KEYERROR,
+    ("ss_vae_m2", "is-prior"): DICT_X,
+    ("ss_vae_m2", "is-guide"): DICT_X,
+    ("ss_vae_m2", "svi-elbo"): DICT_X,
+    ("ss_vae_m2", "svi-iwae"): DICT_X,
+    ("hmm_model_1", "enumeration"): DICT_X,
+    ("hmm_model_1", "is-prior"): DICT_X,
+    ("lda_small", "is-prior"): IS_GLOBAL,
+    ("eight_schools_pyro", "is-guide"): SUPPORT_MISMATCH,
+    ("eight_schools_numpyro", "is-prior"): DICT_X,
+    ("eight_schools_numpyro", "is-guide"): DICT_X,
+    ("eight_schools_numpyro", "svi-elbo"): DICT_X,
+    ("eight_schools_numpyro", "svi-iwae"): DICT_X,
+}
+XFAIL_ADVICE: dict[tuple[str, str], str] = {
+    ("autoguide_exact_batch_diagonal", "enumeration"): ADVICE_IS_AUXILIARY,
+    ("autoguide_exact_tree", "enumeration"): ADVICE_IS_GLOBAL,
+    ("inference_normal_normal", "enumeration"): ADVICE_IS_GLOBAL,
+    ("svi_part_i_beta_bernoulli", "enumeration"): ADVICE_IS_GLOBAL,
+    ("mle_map_delta", "enumeration"): ADVICE_IS_GLOBAL,
+    ("mle_map_delta", "is-guide"): ADVICE_TO_SVI_MAP,
+    ("mle_map_delta", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
+    ("mle_map_delta", "svi-iwae"): ADVICE_TO_SVI_MAP,
+    ("gmm_tutorial_map", "enumeration"): ADVICE_IS_GLOBAL,
+    ("gmm_tutorial_map", "is-guide"): ADVICE_TO_SVI_MAP,
+    ("gmm_tutorial_map", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
+    ("gmm_tutorial_map", "svi-iwae"): ADVICE_TO_SVI_MAP,
+    ("gmm_tutorial_full_guide", "enumeration"): ADVICE_IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "is-guide"): FULL_GUIDE_BLOCK,
+    ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
+    ("gmm_tutorial_full_guide", "svi-iwae"): FULL_GUIDE_BLOCK,
+    ("enumeration_tutorial_gmm", "enumeration"): ADVICE_IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "svi-iwae"): ADVICE_LOC_X_INDEXING,
+    ("autoguide_discrete_parallel", "enumeration"): ADVICE_IS_GLOBAL,
+    ("enum_plate_4", "svi-iwae"): ADVICE_PLATE_KEYERROR,
+    ("ss_vae_m2", "enumeration"): DICT_X,
+    ("hmm_model_1", "is-guide"): DICT_X,
+    ("hmm_model_1", "svi-elbo"): DICT_X,
+    ("hmm_model_1", "svi-iwae"): DICT_X,
+    ("lda_small", "enumeration"): ADVICE_IS_GLOBAL,
+    ("lda_small", "is-guide"): ADVICE_TO_SVI_MAP,
+    ("lda_small", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
+    ("lda_small", "svi-iwae"): ADVICE_TO_SVI_MAP,
+    ("eight_schools_pyro", "enumeration"): ADVICE_SUPPORT_MISMATCH,
+    ("eight_schools_numpyro", "enumeration"): DICT_X,
+}
+
+
+def _expected() -> dict[str, dict[str, str]]:
+    table = {}
+    for name in stories.STORIES:
+        module = stories.load(name)
+        assert set(module.ENGINES) == set(ENGINES), name
+        assert set(module.ENGINES.values()) <= set(stories.OUTCOMES), name
+        table[name] = dict(module.ENGINES)
+    return table
+
+
+EXPECTED = _expected()
+
+
+def _cases(outcomes: tuple[str, ...], xfails: dict[tuple[str, str], str]) -> list:
+    cases = []
+    for name, engines in EXPECTED.items():
+        for engine, outcome in engines.items():
+            if outcome not in outcomes:
+                continue
+            reason = xfails.get((name, engine))
+            marks = [pytest.mark.xfail(strict=True, reason=f"issue 13: {reason}")] if reason else []
+            cases.append(pytest.param(name, engine, outcome, marks=marks, id=f"{name}-{engine}"))
+    return cases
+
+
+def _setting(engine) -> tuple:
+    """What tells two engines apart for the advice: the class and its deciding setting."""
+    if isinstance(engine, ImportanceSampling):
+        return ("ImportanceSampling", engine.proposal)
+    if isinstance(engine, SVI):
+        return ("SVI", engine.objective)
+    return (type(engine).__name__,)
+
+
+def advised_engines(message: str) -> dict[tuple, object]:
+    """The engines a refusal's message names, each with the settings it names: the classes
+    (``ImportanceSampling(proposal='prior')``, ``SVI(objective='elbo')``, ``Enumeration``),
+    a bare ``objective='...'`` or ``proposal='...'`` (another setting of SVI or IS), and the
+    registry's names in quotes (``'is-prior'``)."""
+    found: dict[tuple, object] = {}
+
+    def setting_after(start: int, key: str, choices: str) -> str | None:
+        window = message[start : start + 60]
+        m = re.search(rf"^\s*\((?:{key}\s*=\s*)?['\"]({choices})['\"]", window)
+        if m is None:
+            m = re.search(rf"^[^.;]*?{key}\s*=\s*['\"]({choices})['\"]", window)
+        return m.group(1) if m else None
+
+    proposals, objectives = "prior|guide|uniform", "elbo|iwae|meanfield"
+    if re.search(r"\bEnumeration\b", message):
+        found[("Enumeration",)] = Enumeration()
+    for m in re.finditer(r"\bImportanceSampling\b", message):
+        proposal = setting_after(m.end(), "proposal", proposals) or "guide"
+        found[("ImportanceSampling", proposal)] = ImportanceSampling(proposal, 2000)
+    for m in re.finditer(r"(?<![\w(])proposal\s*=\s*['\"](\w+)['\"]", message):
+        found[("ImportanceSampling", m.group(1))] = ImportanceSampling(m.group(1), 2000)
+    for m in re.finditer(r"\bSVI\b", message):
+        objective = setting_after(m.end(), "objective", objectives) or "elbo"
+        found[("SVI", objective)] = SVI(objective, num_particles=50)
+    for m in re.finditer(r"(?<![\w(])objective\s*=\s*['\"](\w+)['\"]", message):
+        found[("SVI", m.group(1))] = SVI(m.group(1), num_particles=50)
+    for m in re.finditer(r"['\"`]([a-z][a-z-]+)['\"`]", message):
+        if m.group(1) in inference.available():
+            engine = inference.create(m.group(1))
+            found.setdefault(_setting(engine), engine)
+    return found
+
+
+def _total_and_se(runner, story, x, mask, ev) -> tuple[float, float]:
+    """The total and its standard error. An engine that reports none for a Monte Carlo number
+    (SVI's bounds) is asked again under four more seeds: the mean of the five, and its
+    standard error from their spread."""
+    if ev.stderr is not None or ev.kind == "exact":
+        return ev.total, ev.total_stderr or 0.0
+    totals = [ev.total] + [runner.log_evidence(story, x, mask, seed=s).total for s in range(1, 5)]
+    t = torch.tensor(totals, dtype=torch.float64)
+    return float(t.mean()), float(t.std() / math.sqrt(len(t)))
+
+
+def _run(name: str):
+    module = stories.load(name)
+    x, mask = stories.data_of(module)
+    return module, stories.build(module), x, mask
+
+
+@pytest.mark.parametrize(
+    ("name", "engine", "outcome"),
+    _cases(("exact", "estimate", "bound", "runs", "refuse"), XFAIL_EVIDENCE),
+)
+def test_log_evidence(name, engine, outcome):
+    """log p(x) of the whole data set (``Evidence.total``) against the exact value; a refusal
+    is an UnsupportedModelError or ModelGuideMismatchError; and every number is what its
+    ``kind`` says (an "exact" is exact, a "lower_bound" is below the exact value)."""
+    module, story, x, mask = _run(name)
+    runner = ENGINES[engine]()
+    if outcome == "refuse":
+        with pytest.raises(REFUSALS):
+            runner.log_evidence(story, x, mask, seed=0)
+        return
+    ev = runner.log_evidence(story, x, mask, seed=0)
+    assert math.isfinite(ev.total), ev
+    exact = module.exact_log_evidence(x)
+    if exact is None:
+        assert outcome == "runs", f"{name}: outcome {outcome!r} needs an exact value"
+        return
+    total, se = _total_and_se(runner, story, x, mask, ev)
+    slack = 4 * se + 1e-6
+    if outcome == "exact":
+        assert ev.kind == "exact", ev.kind
+        assert total == pytest.approx(exact, abs=1e-5, rel=0)
+    elif outcome == "estimate":
+        assert abs(total - exact) <= slack, (total, exact, se)
+    elif outcome == "bound":
+        assert total <= exact + slack, (total, exact, se)
+    if ev.kind == "exact":
+        assert total == pytest.approx(exact, abs=1e-5, rel=0), "labelled exact"
+    if ev.kind == "lower_bound":
+        assert total <= exact + slack, ("labelled a lower bound", total, exact, se)
+
+
+@pytest.mark.parametrize(
+    ("name", "engine", "outcome"),
+    _cases(("exact", "estimate", "bound", "runs"), XFAIL_POSTERIOR),
+)
+def test_posterior_to_arviz(name, engine, outcome):
+    """Wherever the engine must work, its posterior converts to ArviZ with a finite pointwise
+    log-likelihood, and draws of every latent site the engine reports."""
+    _, story, x, mask = _run(name)
+    runner = ENGINES[engine]()
+    # importance sampling's draws are its particles; the others draw 20
+    draws = {} if isinstance(runner, ImportanceSampling) else {"num_samples": 20}
+    post = runner.posterior(story, x, mask, seed=0, **draws)
+    idata = post.to_arviz()
+    assert "log_likelihood" in idata.groups()
+    for var in idata.log_likelihood.data_vars.values():
+        assert torch.isfinite(torch.as_tensor(var.values)).all()
+    if post.samples:
+        assert "posterior" in idata.groups()
+        assert set(post.samples) <= set(idata.posterior.data_vars)
+
+
+@pytest.mark.parametrize(("name", "engine", "outcome"), _cases(("refuse",), XFAIL_ADVICE))
+def test_refusal_advice_is_followed(name, engine, outcome):
+    """A refusal names another engine, with its settings, and every engine it names accepts
+    the story: advice never goes round in a circle."""
+    _, story, x, mask = _run(name)
+    refusing = ENGINES[engine]()
+    with pytest.raises(REFUSALS) as info:
+        refusing.log_evidence(story, x, mask, seed=0)
+    message = str(info.value)
+    named = {k: v for k, v in advised_engines(message).items() if k != _setting(refusing)}
+    assert named, f"the refusal names no other engine: {message}"
+    for key, other in named.items():
+        _, story, x, mask = _run(name)
+        try:
+            ev = other.log_evidence(story, x, mask, seed=0)
+        except REFUSALS as err:
+            pytest.fail(f"advised {key} refuses too: {err}\n(the advice was: {message})")
+        assert math.isfinite(ev.total), key
