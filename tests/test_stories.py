@@ -91,10 +91,6 @@ SUPPORT_MISMATCH = (
     "a false ModelGuideMismatchError: HalfCauchy's support GreaterThanEq(0) against the "
     "example's exp-transformed Normal guide, GreaterThan(0), which proposes inside it"
 )
-TREE_POSTERIOR = (
-    "SVI.posterior on a story with a global and a local latent crashes: AttributeError "
-    "'NoneType' object has no attribute 'nodes'"
-)
 NO_LATENT_ENUM = (
     "Enumeration.posterior of a story with no latent site emits Pyro's 'infer_discrete found "
     "no sample sites configured for enumeration' warning"
@@ -188,7 +184,6 @@ XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
 XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
     ("autoguide_exact_tree", "is-prior"): IS_GLOBAL,
     ("autoguide_exact_tree", "is-guide"): IS_GLOBAL,
-    ("autoguide_exact_tree", "svi-elbo"): TREE_POSTERIOR,
     ("autoguide_exact_tree", "svi-iwae"): IWAE_GLOBAL,
     ("inference_normal_normal", "is-prior"): IS_GLOBAL,
     ("inference_normal_normal", "is-guide"): IS_GLOBAL,

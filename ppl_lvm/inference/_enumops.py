@@ -438,6 +438,9 @@ def replayed_posterior(
                 site = model_tr.nodes[name]
                 event = tuple(site["fn"].event_shape)
                 v = site["value"].reshape((-1, *event))[0].expand(s_draws, nb, *event)
+            elif model_tr.nodes[name]["infer"].get("_enumerate_symbol") is None:
+                # a local site the guide proposes (a continuous z): its replayed draw
+                v = particle_value(guide_tr.nodes[name], prank, True)[:, :nb]
             else:
                 v = particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
             samples.setdefault(name, []).append(v)
