@@ -110,13 +110,15 @@ def test_importance_prior_row_is_within_four_standard_errors(mixture_table):
     assert "n/a" in str(table)
 
 
-def test_elbo_refuses_the_enumerated_mixture_with_the_reason(mixture_table):
-    """SVI refuses a story that enumerates z; the row keeps the reason and no numbers."""
-    table, *_ = mixture_table
+def test_elbo_of_the_enumerated_mixture_is_its_exact_value(mixture_table):
+    """SVI sums the enumerated z inside each weight (TraceEnum_ELBO's meaning); with the
+    mixture's empty guide over point estimates the bound is tight: the exact log p(x)."""
+    table, gmm, x, _ = mixture_table
     row = table.row("SVI elbo, K=100")
-    assert row["estimate"] is None and row["kind"] is None
-    assert "UnsupportedModelError" in row["note"] and "Enumeration" in row["note"]
-    assert table.refused == {"SVI elbo, K=100": row["note"]}
+    exact = Enumeration().log_evidence(gmm, x).total
+    assert row["kind"] == "lower_bound"
+    assert row["estimate"] == pytest.approx(exact, abs=1e-6)
+    assert table.refused == {}
 
 
 def test_user_story_refusals_are_rows_not_exceptions(conjugate_table):

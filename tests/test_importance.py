@@ -182,8 +182,8 @@ def test_argument_errors():
         ImportanceSampling("posterior")
     with pytest.raises(ValueError, match="num_particles must be a positive int"):
         ImportanceSampling(num_particles=0)
-    with pytest.raises(UnsupportedModelError, match="global latent sites"):
-        ImportanceSampling("prior").log_evidence(
+    with pytest.raises(UnsupportedModelError, match="finite latent space"):
+        ImportanceSampling("uniform").log_evidence(
             models.GaussianMixture(3, num_components=2, bayesian=True), torch.zeros(2, 3)
         )
 

@@ -114,6 +114,37 @@ def test_evidence_fields_and_totals():
         Evidence(per_datum=torch.zeros(2), kind="estimate", engine="X", stderr=torch.zeros(3))
 
 
+def test_a_joint_evidence_has_a_total_and_no_per_datum_split():
+    """With a global latent the evidence is one number for the data set: total and mean come
+    from ``joint``, its error bars are 0-dim, and exactly one of per_datum and joint is given."""
+    ev = Evidence(
+        per_datum=None,
+        joint=torch.tensor(-6.0),
+        num_data=3,
+        kind="estimate",
+        engine="X",
+        stderr=torch.tensor(0.5),
+    )
+    assert not ev.factorises and len(ev) == 3
+    assert ev.total == -6.0 and ev.mean == -2.0 and ev.total_stderr == 0.5
+    assert "joint" in str(ev)
+    with pytest.raises(ValueError, match="exactly one of per_datum"):
+        Evidence(per_datum=torch.zeros(2), joint=torch.tensor(0.0), kind="exact", engine="X")
+    with pytest.raises(ValueError, match="exactly one of per_datum"):
+        Evidence(per_datum=None, kind="exact", engine="X")
+    with pytest.raises(ValueError, match="needs num_data"):
+        Evidence(per_datum=None, joint=torch.tensor(0.0), kind="exact", engine="X")
+    with pytest.raises(ValueError, match="stderr must have the shape of joint"):
+        Evidence(
+            per_datum=None,
+            joint=torch.tensor(0.0),
+            num_data=2,
+            kind="estimate",
+            engine="X",
+            stderr=torch.zeros(2),
+        )
+
+
 def test_fit_result_prints_final_value():
     """A FitResult reports its objective and final value."""
     fit = FitResult("SVI", "elbo", torch.tensor([-3.0, -2.0]), 1.5, 2, converged=True, seed=0)

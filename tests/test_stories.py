@@ -51,21 +51,10 @@ DICT_X = (
     "x given as a dict of tensors that share N (sequences and lengths, images and labels, y and "
     "sigma) is refused: TypeError 'x must be a torch.Tensor of shape (N, D), got dict'"
 )
-IS_GLOBAL = (
-    "ImportanceSampling refuses global latent sites ('estimates log p(x_n) per datum'): no "
-    "estimate of the total log p(x) of a story with globals (the next issue's work)"
-)
-IWAE_GLOBAL = (
-    "SVI('iwae') refuses global latent sites ('the IWAE bound here is per datum'), though the "
-    "joint IWAE bound of the total is valid (Pyro's RenyiELBO computes it)"
-)
-SVI_ENUM = (
-    "SVI.log_evidence refuses every story with model-side enumeration ('comes from "
-    "Enumeration'), though TraceEnum_ELBO with the story's guide gives a valid bound"
-)
-IS_GUIDE_ENUM = (
-    "ImportanceSampling('guide') demands a guide site for y, which the model enumerates "
-    "(ModelGuideMismatchError), instead of summing y inside each particle's weight"
+PARTICLE_INDEXING = (
+    "the story's plain indexing (locs[assignment], weights.expand((N,) + weights.shape), LDA's "
+    "topic_words[word_topics]) does not broadcast over the particle plate: 'Shape mismatch' or "
+    "'size of tensor a (5) must match the size of tensor b (2000)', and no unvectorised path runs"
 )
 LOC_X_INDEXING = (
     "particles as an outer plate break the tutorial's plain indexing loc[x]: 'Shape mismatch "
@@ -74,14 +63,6 @@ LOC_X_INDEXING = (
 EXPAND_INDEXING = (
     "particles as an outer plate break the test's weights.expand((N,) + weights.shape): 'Shape "
     "mismatch inside plate('data') at site obs dim -1, 5 vs 2', and no unvectorised path runs"
-)
-ENUM_GLOBAL_DISCRETE = (
-    "Enumeration refuses the global discrete site 'a' above the plate, which TraceEnum_ELBO "
-    "sums exactly (the total log p(x))"
-)
-PLATE_KEYERROR = (
-    "SVI crashes with KeyError: 'data' on a story whose plate over data is named 'inner' "
-    "(data_plate='inner' is not honoured there)"
 )
 FULL_GUIDE_BLOCK = (
     "crashes with AttributeError: '_Context' object has no attribute 'param_state' on the "
@@ -103,22 +84,6 @@ NO_LATENT_SVI = (
     "the SVI posterior of a story with no latent site has S = 0 draws but log_lik (20, N): "
     "ValueError"
 )
-ADVICE_IS_GLOBAL = (
-    "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling, which "
-    "refuses the story's global latents"
-)
-ADVICE_IS_AUXILIARY = (
-    "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling (proposal "
-    "'guide' by default), which refuses the AutoDiagonalNormal guide"
-)
-ADVICE_MAP_TO_IS_GLOBAL = (
-    "the MAP refusal advises ImportanceSampling(proposal='prior'), which refuses the story's "
-    "global latents: the advice goes round in a circle"
-)
-ADVICE_TO_SVI_MAP = (
-    "the refusal advises SVI for a bound (objective='elbo'), which refuses the point-mass "
-    "guide as a MAP objective: the advice goes round in a circle"
-)
 ADVICE_SUPPORT_MISMATCH = (
     "the refusal's advice leads to ImportanceSampling('guide'), which raises a false support "
     "mismatch on tau (HalfCauchy against the exp-transformed Normal guide)"
@@ -127,42 +92,18 @@ ADVICE_LOC_X_INDEXING = (
     "the refusal advises SVI('elbo'), which crashes on the tutorial's loc[x] indexing under "
     "particles (Shape mismatch inside plate('data'), 10 vs 3)"
 )
-ADVICE_PLATE_KEYERROR = (
-    "the refusal advises SVI('elbo'), which crashes with KeyError: 'data' on the plate named "
-    "'inner'"
-)
 
 XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
-    ("autoguide_exact_tree", "is-prior"): IS_GLOBAL,
-    ("autoguide_exact_tree", "is-guide"): IS_GLOBAL,
-    ("autoguide_exact_tree", "svi-iwae"): IWAE_GLOBAL,
-    ("inference_normal_normal", "is-prior"): IS_GLOBAL,
-    ("inference_normal_normal", "is-guide"): IS_GLOBAL,
-    ("inference_normal_normal", "svi-iwae"): IWAE_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "is-prior"): IS_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "is-guide"): IS_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "svi-iwae"): IWAE_GLOBAL,
-    ("mle_map_delta", "is-prior"): IS_GLOBAL,
-    ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
-    ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
+    ("gmm_tutorial_map", "is-prior"): PARTICLE_INDEXING,
+    ("gmm_tutorial_full_guide", "is-prior"): PARTICLE_INDEXING,
     ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
-    ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,
-    ("enumeration_tutorial_gmm", "is-guide"): IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "svi-iwae"): FULL_GUIDE_BLOCK,
+    ("enumeration_tutorial_gmm", "is-prior"): PARTICLE_INDEXING,
+    ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "is-prior"): IS_GLOBAL,
-    ("autoguide_discrete_parallel", "is-guide"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "is-prior"): PARTICLE_INDEXING,
+    ("autoguide_discrete_parallel", "is-guide"): PARTICLE_INDEXING,
     ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("autoguide_discrete_parallel", "svi-iwae"): IWAE_GLOBAL,
-    ("enum_plate_3", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_3", "svi-elbo"): SVI_ENUM,
-    ("enum_plate_3_masked", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_3_masked", "svi-elbo"): SVI_ENUM,
-    ("enum_plate_3_scaled", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_3_scaled", "svi-elbo"): SVI_ENUM,
-    ("enum_plate_4", "enumeration"): ENUM_GLOBAL_DISCRETE,
-    ("enum_plate_4", "is-prior"): IS_GLOBAL,
-    ("enum_plate_4", "is-guide"): IS_GLOBAL,
-    ("enum_plate_4", "svi-elbo"): PLATE_KEYERROR,
     ("ss_vae_m2", "enumeration"): DICT_X,
     ("ss_vae_m2", "is-prior"): DICT_X,
     ("ss_vae_m2", "is-guide"): DICT_X,
@@ -173,88 +114,65 @@ XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
     ("hmm_model_1", "is-guide"): DICT_X,
     ("hmm_model_1", "svi-elbo"): DICT_X,
     ("hmm_model_1", "svi-iwae"): DICT_X,
-    ("lda_small", "is-prior"): IS_GLOBAL,
+    ("lda_small", "is-prior"): PARTICLE_INDEXING,
     ("eight_schools_pyro", "is-guide"): SUPPORT_MISMATCH,
     ("eight_schools_numpyro", "enumeration"): DICT_X,
     ("eight_schools_numpyro", "is-prior"): DICT_X,
     ("eight_schools_numpyro", "is-guide"): DICT_X,
     ("eight_schools_numpyro", "svi-elbo"): DICT_X,
     ("eight_schools_numpyro", "svi-iwae"): DICT_X,
+    ("gmm_tutorial_full_guide", "is-guide"): FULL_GUIDE_BLOCK,
+    ("enumeration_tutorial_gmm", "svi-iwae"): LOC_X_INDEXING,
+    ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
 }
 XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
-    ("autoguide_exact_tree", "is-prior"): IS_GLOBAL,
-    ("autoguide_exact_tree", "is-guide"): IS_GLOBAL,
-    ("autoguide_exact_tree", "svi-iwae"): IWAE_GLOBAL,
-    ("inference_normal_normal", "is-prior"): IS_GLOBAL,
-    ("inference_normal_normal", "is-guide"): IS_GLOBAL,
-    ("inference_normal_normal", "svi-iwae"): IWAE_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "is-prior"): IS_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "is-guide"): IS_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "svi-iwae"): IWAE_GLOBAL,
-    ("mle_map_delta", "is-prior"): IS_GLOBAL,
     ("mle_map_mle", "enumeration"): NO_LATENT_ENUM,
     ("mle_map_mle", "is-prior"): NO_LATENT_IS,
     ("mle_map_mle", "is-guide"): NO_LATENT_IS,
     ("mle_map_mle", "svi-elbo"): NO_LATENT_SVI,
     ("mle_map_mle", "svi-iwae"): NO_LATENT_SVI,
-    ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
-    ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
-    ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,
-    ("enumeration_tutorial_gmm", "is-guide"): IS_GLOBAL,
+    ("gmm_tutorial_map", "is-prior"): PARTICLE_INDEXING,
+    ("gmm_tutorial_full_guide", "is-prior"): PARTICLE_INDEXING,
+    ("enumeration_tutorial_gmm", "is-prior"): PARTICLE_INDEXING,
+    ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "is-prior"): IS_GLOBAL,
-    ("autoguide_discrete_parallel", "is-guide"): IS_GLOBAL,
+    ("autoguide_discrete_parallel", "is-prior"): PARTICLE_INDEXING,
+    ("autoguide_discrete_parallel", "is-guide"): PARTICLE_INDEXING,
     ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("autoguide_discrete_parallel", "svi-iwae"): IWAE_GLOBAL,
-    ("enum_plate_3", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_3_masked", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_3_scaled", "is-guide"): IS_GUIDE_ENUM,
-    ("enum_plate_4", "enumeration"): ENUM_GLOBAL_DISCRETE,
-    ("enum_plate_4", "is-prior"): IS_GLOBAL,
-    ("enum_plate_4", "is-guide"): IS_GLOBAL,
-    ("enum_plate_4", "svi-elbo"): PLATE_KEYERROR,
     ("ss_vae_m2", "is-prior"): DICT_X,
     ("ss_vae_m2", "is-guide"): DICT_X,
     ("ss_vae_m2", "svi-elbo"): DICT_X,
     ("ss_vae_m2", "svi-iwae"): DICT_X,
     ("hmm_model_1", "enumeration"): DICT_X,
     ("hmm_model_1", "is-prior"): DICT_X,
-    ("lda_small", "is-prior"): IS_GLOBAL,
+    ("lda_small", "is-prior"): PARTICLE_INDEXING,
     ("eight_schools_pyro", "is-guide"): SUPPORT_MISMATCH,
     ("eight_schools_numpyro", "is-prior"): DICT_X,
     ("eight_schools_numpyro", "is-guide"): DICT_X,
     ("eight_schools_numpyro", "svi-elbo"): DICT_X,
     ("eight_schools_numpyro", "svi-iwae"): DICT_X,
+    ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
 }
 XFAIL_ADVICE: dict[tuple[str, str], str] = {
-    ("autoguide_exact_batch_diagonal", "enumeration"): ADVICE_IS_AUXILIARY,
-    ("autoguide_exact_tree", "enumeration"): ADVICE_IS_GLOBAL,
-    ("inference_normal_normal", "enumeration"): ADVICE_IS_GLOBAL,
-    ("svi_part_i_beta_bernoulli", "enumeration"): ADVICE_IS_GLOBAL,
-    ("mle_map_delta", "enumeration"): ADVICE_IS_GLOBAL,
-    ("mle_map_delta", "is-guide"): ADVICE_TO_SVI_MAP,
-    ("mle_map_delta", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
-    ("mle_map_delta", "svi-iwae"): ADVICE_TO_SVI_MAP,
-    ("gmm_tutorial_map", "enumeration"): ADVICE_IS_GLOBAL,
-    ("gmm_tutorial_map", "is-guide"): ADVICE_TO_SVI_MAP,
-    ("gmm_tutorial_map", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
-    ("gmm_tutorial_map", "svi-iwae"): ADVICE_TO_SVI_MAP,
-    ("gmm_tutorial_full_guide", "enumeration"): ADVICE_IS_GLOBAL,
+    ("gmm_tutorial_map", "enumeration"): PARTICLE_INDEXING,
+    ("gmm_tutorial_map", "is-guide"): PARTICLE_INDEXING,
+    ("gmm_tutorial_map", "svi-elbo"): PARTICLE_INDEXING,
+    ("gmm_tutorial_map", "svi-iwae"): PARTICLE_INDEXING,
+    ("gmm_tutorial_full_guide", "enumeration"): PARTICLE_INDEXING,
     ("gmm_tutorial_full_guide", "is-guide"): FULL_GUIDE_BLOCK,
     ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
     ("gmm_tutorial_full_guide", "svi-iwae"): FULL_GUIDE_BLOCK,
-    ("enumeration_tutorial_gmm", "enumeration"): ADVICE_IS_GLOBAL,
+    ("enumeration_tutorial_gmm", "enumeration"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-iwae"): ADVICE_LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "enumeration"): ADVICE_IS_GLOBAL,
-    ("enum_plate_4", "svi-iwae"): ADVICE_PLATE_KEYERROR,
+    ("autoguide_discrete_parallel", "enumeration"): PARTICLE_INDEXING,
     ("ss_vae_m2", "enumeration"): DICT_X,
     ("hmm_model_1", "is-guide"): DICT_X,
     ("hmm_model_1", "svi-elbo"): DICT_X,
     ("hmm_model_1", "svi-iwae"): DICT_X,
-    ("lda_small", "enumeration"): ADVICE_IS_GLOBAL,
-    ("lda_small", "is-guide"): ADVICE_TO_SVI_MAP,
-    ("lda_small", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
-    ("lda_small", "svi-iwae"): ADVICE_TO_SVI_MAP,
+    ("lda_small", "enumeration"): PARTICLE_INDEXING,
+    ("lda_small", "is-guide"): PARTICLE_INDEXING,
+    ("lda_small", "svi-elbo"): PARTICLE_INDEXING,
+    ("lda_small", "svi-iwae"): PARTICLE_INDEXING,
     ("eight_schools_pyro", "enumeration"): ADVICE_SUPPORT_MISMATCH,
     ("eight_schools_numpyro", "enumeration"): DICT_X,
 }

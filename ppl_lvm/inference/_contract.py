@@ -37,6 +37,10 @@ from ..models.base import DATA_PLATE, SiteInfo, sample_sites
 
 __all__ = [
     "Factors",
+    "as_particle_data",
+    "as_particles",
+    "check_dependencies",
+    "contract_sites",
     "live_state_count",
     "log_marginal",
     "marginals",
@@ -185,6 +189,126 @@ def log_marginal(tr: poutine.Trace, num_data: int, data_plate: str = DATA_PLATE)
     if not parts:
         return torch.zeros(num_data)
     return sum(parts[1:], parts[0])
+
+
+def contract_sites(
+    tr: poutine.Trace,
+    names: set[str] | None,
+    keep: tuple[str, ...],
+    num_data: int,
+    data_plate: str = DATA_PLATE,
+) -> torch.Tensor | None:
+    """The log of the named sites' joint, enumerated dims summed out as ``TraceEnum_ELBO`` sums
+    them, over every plate but ``keep``; unpacked, None when no site is named.
+
+    Parameters
+    ----------
+    tr : poutine.Trace
+        Enumerated, log-probs computed and packed.
+    names : set of str or None
+        The sites whose terms to take (None: every sample site).
+    keep : tuple of str
+        The plates left in the result, e.g. the particle plate and the data plate; the others
+        are summed over (a product of probabilities). A site outside a kept plate must not be
+        named, for it would be counted once per member of that plate.
+    num_data : int
+        N, the data plate's size.
+    data_plate : str
+
+    Returns
+    -------
+    torch.Tensor or None
+        Unpacked: size one but at the dims of the kept plates. The log-factors (enumerated
+        sites unscaled and unmasked, the sites depending on them masked) are contracted and
+        scaled by their one common scale outside the sum; the costs (sites depending on no
+        enumerated value) are added scaled and masked.
+    """
+    f = model_factors(tr, num_data, data_plate)
+    chosen = {n for n, _ in sample_sites(tr)} if names is None else names
+    terms = {id(site["packed"][k]): n for n, site in sample_sites(tr) for k in site["packed"]}
+    target = frozenset(tr.plate_to_symbol[p] for p in keep if p in tr.plate_to_symbol)
+
+    def pick(groups: OrderedDict) -> OrderedDict:
+        out: OrderedDict = OrderedDict()
+        for ordinal, values in groups.items():
+            mine = [v for v in values if terms.get(id(v)) in chosen]
+            if mine:
+                out[ordinal] = mine
+        return out
+
+    factors, costs = pick(f.log_factors), pick(f.costs)
+    parts = []
+    if factors:
+        summed = packed.unpack(
+            contract_to_tensor(factors, f.sum_dims, target_ordinal=target), tr.symbol_to_dim
+        )
+        scale = f.scale
+        if isinstance(scale, torch.Tensor):
+            dim = next(
+                (fr.dim for _, s in sample_sites(tr) for fr in s["cond_indep_stack"]
+                 if fr.name == data_plate),
+                None,
+            )  # fmt: skip
+            if data_plate not in keep or dim is None:
+                raise UnsupportedModelError(
+                    "a poutine.scale that differs per datum cannot scale a sum that couples "
+                    "the data (a global enumerated site); scale the whole story by one number."
+                )
+            scale = scale.reshape((-1,) + (1,) * (-dim - 1))
+        parts.append(summed * scale if isinstance(scale, torch.Tensor) or scale != 1.0 else summed)
+    if costs:
+        parts.append(
+            packed.unpack(contract_to_tensor(costs, set(), target_ordinal=target), tr.symbol_to_dim)
+        )
+    if not parts:
+        return None
+    return sum(parts[1:], parts[0])
+
+
+def as_particle_data(value: torch.Tensor, rank: int, num_particles: int, num_data: int):
+    """An unpacked (..., S, 1, ..., N) tensor of ``rank`` dims as (S, N)."""
+    value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
+    value = value.reshape(value.shape[0], -1, value.shape[-1])[:, 0]
+    return value.expand(num_particles, num_data)
+
+
+def as_particles(value: torch.Tensor | None, rank: int, num_particles: int) -> torch.Tensor:
+    """An unpacked tensor of ``rank`` dims whose only non-unit dim is the particles' as (S,)."""
+    if value is None:
+        return torch.zeros(num_particles)
+    value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
+    return value.reshape(value.shape[0], -1)[:, 0].expand(num_particles)
+
+
+def check_dependencies(tr: poutine.Trace) -> None:
+    """Refuse a site that depends on an enumerated variable from a plate it is not in.
+
+    Parallel enumeration gives a site inside a plate one enumerated value shared across
+    the plate; a site outside the plate that uses it would be summed as if all plate
+    members took the same value, which is silently wrong.
+    """
+    owner = {}
+    for name, site in sample_sites(tr):
+        sym = site["infer"].get("_enumerate_symbol")
+        if sym is not None:
+            owner[sym] = (name, _plates_of(site))
+    for name, site in sample_sites(tr):
+        dims = getattr(site["packed"]["log_prob"], "_pyro_dims", "")
+        for sym in dims:
+            if sym in owner:
+                src, src_ord = owner[sym]
+                outside = sorted(src_ord - _plates_of(site))
+                if outside:
+                    raise UnsupportedModelError(
+                        f"site '{name}' depends on the enumerated site '{src}' but sits "
+                        f"outside its plate(s) {outside}; summing that by enumeration is "
+                        "wrong (each plate member has its own value). Move the site into "
+                        "the plate, or use ImportanceSampling."
+                    )
+
+
+def _plates_of(site: dict) -> frozenset:
+    return frozenset(f.name for f in site["cond_indep_stack"] if f.vectorized)
 
 
 def marginals(

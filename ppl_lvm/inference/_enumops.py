@@ -10,7 +10,6 @@ too, so no engine calls another.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Any
 
 import pyro
@@ -18,12 +17,9 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.infer import config_enumerate, infer_discrete
-from pyro.ops import packed
-from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
-from ..core.errors import UnsupportedModelError
 from ..core.memory import check_fits, chunk_rows
 from ..models.base import (
     DATA_PLATE,
@@ -33,15 +29,23 @@ from ..models.base import (
     sample_sites,
 )
 from ..models.capabilities import EnumeratedLogJoint, has
-from ._contract import live_state_count, log_marginal, marginals
+from ._contract import (
+    as_particle_data,
+    as_particles,
+    check_dependencies,
+    contract_sites,
+    live_state_count,
+    log_marginal,
+    marginals,
+)
 from ._weights import PARTICLE_PLATE, particle_value, plate_nesting, site_log_prob
 
 __all__ = [
-    "check_dependencies",
     "enum_trace",
     "enumerated_states",
     "exact_draws",
     "exact_log_marginal",
+    "joint_log_marginal",
     "replayed_posterior",
     "site_marginals",
     "state_values",
@@ -147,33 +151,6 @@ def enum_trace(model: LatentVariableModel, x, mask) -> poutine.Trace:
     return tr
 
 
-def check_dependencies(tr: poutine.Trace) -> None:
-    """Refuse a site that depends on an enumerated variable from a plate it is not in.
-
-    Parallel enumeration gives a site inside a plate one enumerated value shared across
-    the plate; a site outside the plate that uses it would be summed as if all plate
-    members took the same value, which is silently wrong.
-    """
-    owner = {}
-    for name, site in sample_sites(tr):
-        sym = site["infer"].get("_enumerate_symbol")
-        if sym is not None:
-            owner[sym] = (name, _ordinal(site))
-    for name, site in sample_sites(tr):
-        dims = getattr(site["packed"]["log_prob"], "_pyro_dims", "")
-        for sym in dims:
-            if sym in owner:
-                src, src_ord = owner[sym]
-                outside = sorted(src_ord - _ordinal(site))
-                if outside:
-                    raise UnsupportedModelError(
-                        f"site '{name}' depends on the enumerated site '{src}' but sits "
-                        f"outside its plate(s) {outside}; summing that by enumeration is "
-                        "wrong (each plate member has its own value). Move the site into "
-                        "the plate, or use ImportanceSampling."
-                    )
-
-
 def exact_log_marginal(
     model: LatentVariableModel, x, mask, *, budget: int | None = None
 ) -> torch.Tensor:
@@ -198,6 +175,19 @@ def exact_log_marginal(
         ]
         return torch.cat(parts)
     return _marginal_pass(model, x, mask)
+
+
+def joint_log_marginal(
+    model: LatentVariableModel, x, mask, *, budget: int | None = None
+) -> torch.Tensor:
+    """log p(x_1, ..., x_N) of a story whose global discrete sites (or observations outside the
+    data plate) couple the data: every discrete site summed out in one pass, as
+    ``TraceEnum_ELBO`` sums it; a 0-dim tensor."""
+    need = enumerated_states(model, x, mask) * model.working_width(x) * x.shape[0]
+    check_fits(need, f"enumerating all data of story '{model.name}' at once", budget)
+    tr = enum_trace(model, x, mask)
+    total = contract_sites(tr, None, (), x.shape[0], _data_plate(model))
+    return x.new_zeros(()) if total is None else total.reshape(())
 
 
 def _marginal_pass(model: LatentVariableModel, x, mask) -> torch.Tensor:
@@ -280,29 +270,20 @@ def site_marginals(
     return marginals(tr, num_data, data_plate)
 
 
-def _contract_sites(
-    tr: poutine.Trace, names: list[str], sum_dims: set, target: frozenset
-) -> torch.Tensor | None:
-    """log of the product of the named sites' factors, enumerated dims summed out, contracted
-    to the plates of ``target`` and unpacked (None when ``names`` is empty)."""
-    if not names:
-        return None
-    factors: OrderedDict = OrderedDict()
-    for name in names:
-        site = tr.nodes[name]
-        ordinal = frozenset(
-            tr.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized
-        )
-        factors.setdefault(ordinal, []).append(site["packed"]["log_prob"])
-    out = contract_to_tensor(factors, sum_dims, target_ordinal=target)
-    return packed.unpack(out, tr.symbol_to_dim)
-
-
-def _as_particle_data(value: torch.Tensor, rank: int, num_particles: int, num_data: int):
-    """An unpacked (..., S, 1, ..., N) tensor of ``rank`` dims as (S, N)."""
-    value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
-    value = value.reshape(value.shape[0], -1, value.shape[-1])[:, 0]
-    return value.expand(num_particles, num_data)
+def _with_global_draws(
+    guide_tr: poutine.Trace, draws_tr: poutine.Trace | None, global_: set[str], plate: str
+) -> poutine.Trace:
+    """The guide's draws and the enumerated global sites' exact draws, as one trace to replay."""
+    fixed = poutine.Trace()
+    for name, site in guide_tr.nodes.items():
+        if site["type"] == "sample":
+            fixed.add_node(name, **site)
+    if draws_tr is not None:
+        for name in global_:
+            site = draws_tr.nodes.get(name)
+            if site is not None and not site["is_observed"] and name not in fixed.nodes:
+                fixed.add_node(name, **site)
+    return fixed
 
 
 def replayed_posterior(
@@ -350,7 +331,14 @@ def replayed_posterior(
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
-    chunk = chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
+    plate = _data_plate(lvm)
+    guide_sites = lvm.sites(x, mask, "guide")
+    proposed = set(guide_sites)
+    # a global latent the guide leaves to enumeration couples the data: one pass over them all
+    coupled = any(
+        info.latent and not info.local and info.name not in proposed for info in sites.values()
+    )
+    chunk = n if coupled else chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
     first_x = x[:chunk]
     first_m = None if mask is None else mask[:chunk]
     rank = max(
@@ -361,7 +349,11 @@ def replayed_posterior(
     particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
     global_guide = None
     global_log_p = global_log_q = x.new_zeros(s_draws)
-    has_global = any(not info.local for info in sites.values())
+    # a global latent, or a guide density joint over the data (AutoDiagonalNormal's one
+    # vector), makes the scores joint: (S,)
+    has_global = any(not i.local for i in sites.values() if i.latent) or bool(
+        lvm.guide_structure(x, mask).global_auxiliary
+    )
     samples: dict[str, list[torch.Tensor]] = {}
     log_lik, local_log_p, local_log_q = [], [], []
     local_sites: list[str] = []
@@ -385,21 +377,26 @@ def replayed_posterior(
             model_tr = poutine.trace(enumerated).get_trace(xb, mb)
         model_tr.compute_log_prob()
         model_tr.pack_tensors()
-        target = frozenset(
-            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[DATA_PLATE]}
-        )
         sum_dims = set()
-        local, local_latent = [], []
+        local, local_latent, global_ = set(), [], set()
         for name, site in sample_sites(model_tr):
             sym = site["infer"].get("_enumerate_symbol")
             if sym is not None:
                 sum_dims.add(sym)
-            if any(f.name == DATA_PLATE for f in site["cond_indep_stack"]):
-                local.append(name)
+            if any(f.name == plate for f in site["cond_indep_stack"]):
+                local.add(name)
                 if not site["is_observed"]:
                     local_latent.append(name)
-            elif global_guide is None:
-                global_log_p = global_log_p + site_log_prob(site, prank, s_draws, xb.shape[0])[0]
+            else:
+                global_.add(name)
+        keep = (PARTICLE_PLATE, plate)
+        if coupled:
+            # a global site summed by enumeration couples the data: the joint, in one pass
+            total = contract_sites(model_tr, None, (PARTICLE_PLATE,), xb.shape[0], plate)
+            global_log_p = as_particles(total, prank, s_draws)
+        elif global_guide is None and global_:
+            part = contract_sites(model_tr, global_, (PARTICLE_PLATE,), xb.shape[0], plate)
+            global_log_p = as_particles(part, prank, s_draws)
         # a site with a single state leaves no enumerated dim after packing: nothing to draw
         single_state = [
             name
@@ -412,17 +409,32 @@ def replayed_posterior(
             sampler = infer_discrete(_enumerable(replayed), first_available_dim=-(prank + 1))
             with lvm.scoped():
                 draws_tr = poutine.trace(sampler).get_trace(xb, mb)
-        joint = _contract_sites(model_tr, local, sum_dims, target)
-        prior = _contract_sites(model_tr, local_latent, sum_dims, target)
-        joint = _as_particle_data(joint, prank, s_draws, xb.shape[0])
-        prior = 0.0 if prior is None else _as_particle_data(prior, prank, s_draws, xb.shape[0])
+        scored_tr = model_tr
+        if coupled:
+            # log p(x_n | draw): the model again, its global sites fixed at the draws
+            fixed = _with_global_draws(guide_tr, draws_tr, global_, plate)
+
+            def given(x, mask, fixed=fixed):
+                with particles:
+                    return poutine.replay(lvm.model, trace=fixed)(x, mask)
+
+            given_fn = poutine.enum(_enumerable(given), first_available_dim=-(prank + 1))
+            with lvm.scoped():
+                scored_tr = poutine.trace(given_fn).get_trace(xb, mb)
+            scored_tr.compute_log_prob()
+            scored_tr.pack_tensors()
+        joint = contract_sites(scored_tr, local, keep, xb.shape[0], plate)
+        prior = contract_sites(scored_tr, set(local_latent), keep, xb.shape[0], plate)
+        joint = x.new_zeros(()) if joint is None else joint
+        joint = as_particle_data(joint, prank, s_draws, xb.shape[0])
+        prior = 0.0 if prior is None else as_particle_data(prior, prank, s_draws, xb.shape[0])
         log_lik.append((joint - prior)[:, :nb])
-        local_log_p.append(joint[:, :nb])
+        local_log_p.append(x.new_zeros(s_draws, nb) if coupled else joint[:, :nb])
         lq = x.new_zeros(s_draws, xb.shape[0])
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0])
+            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0], plate)
             if is_local:
                 lq = lq + part
             elif global_guide is None:
@@ -432,6 +444,9 @@ def replayed_posterior(
             local_sites = local_latent
             for name, site in sample_sites(model_tr):
                 if not site["is_observed"] and name not in local:
+                    if site["infer"].get("_enumerate_symbol") is not None:
+                        # an enumerated global: its exact draw given the guide's
+                        site = site if draws_tr is None else draws_tr.nodes[name]
                     samples[name] = [particle_value(site, prank, False)]
         for name in local_latent:
             if name in single_state:
@@ -450,13 +465,13 @@ def replayed_posterior(
             global_guide = poutine.Trace()
             for gname, site in guide_tr.nodes.items():
                 if site["type"] == "sample" and not any(
-                    f.name == DATA_PLATE for f in site["cond_indep_stack"]
+                    f.name == plate for f in site["cond_indep_stack"]
                 ):
                     global_guide.add_node(gname, **site)
     s = num_samples
     merged = {k: (torch.cat(v, 1) if k in local_sites else v[0])[:s] for k, v in samples.items()}
     log_p, log_q = torch.cat(local_log_p, 1), torch.cat(local_log_q, 1)
-    if has_global:
+    if has_global or coupled:
         log_p = global_log_p + log_p.sum(-1)
         log_q = global_log_q + log_q.sum(-1)
     return {

@@ -10,6 +10,7 @@ same three signatures, so ``compare``, the CLI and the report call them alike.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -20,10 +21,10 @@ from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, EvidenceKind, FitResult
 from ..models.base import GuideStructure, LatentVariableModel, SiteInfo
-from ..models.story import as_model, conform_data
+from ..models.story import as_model, conform_data, from_functions
 from ..models.support import check_values
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "with_guide"]
 
 
 class Engine(abc.ABC):
@@ -160,3 +161,37 @@ class Engine(abc.ABC):
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.options)
         return f"{type(self).__name__}({settings})"
+
+
+def with_guide(owner: LatentVariableModel, guide_fn: Callable) -> LatentVariableModel:
+    """``owner``'s model with another guide (an engine's own proposal): the model runs inside
+    ``owner``'s parameter scope, so it keeps its parameters; the guide runs as it is."""
+    story = from_functions(owner.model, guide_fn, name=owner.name, data_plate=owner.data_plate)
+    return _Scoped(story, owner)
+
+
+class _Scoped(LatentVariableModel):
+    """A story whose calls run inside another model's parameter scope (the user's model)."""
+
+    def __init__(self, story: LatentVariableModel, owner: LatentVariableModel):
+        super().__init__()
+        object.__setattr__(self, "_story", story)
+        object.__setattr__(self, "_owner", owner)
+
+    def model(self, x, mask=None):
+        with self._owner.scoped():
+            return self._story.model(x, mask)
+
+    def guide(self, x, mask=None):
+        return self._story.guide(x, mask)
+
+    def working_width(self, x):
+        return self._owner.working_width(x)
+
+    @property
+    def data_plate(self) -> str:
+        return self._owner.data_plate
+
+    @property
+    def name(self) -> str:
+        return self._owner.name

@@ -43,11 +43,13 @@ from ._enumops import (
     enumerated_states,
     exact_draws,
     exact_log_marginal,
+    joint_log_marginal,
+    replayed_posterior,
     site_marginals,
     state_values,
     twice,
 )
-from .base import Engine
+from .base import Engine, with_guide
 
 __all__ = ["Enumeration"]
 
@@ -75,6 +77,16 @@ def _format_states(sites: dict[str, SiteInfo], total: int) -> str:
         if s.latent and s.local and s.discrete
     ]
     return f"{' × '.join(parts)} = {total:,} joint states per datum"
+
+
+def _coupled(sites: dict[str, SiteInfo]) -> bool:
+    """Whether a global site (a discrete latent, or an observation outside the data plate)
+    couples the data, so that log p(x) is one joint sum."""
+    return any(not s.local for s in sites.values())
+
+
+def _no_guide(x, mask=None) -> None:
+    """Every latent is enumerated: nothing to propose."""
 
 
 class Enumeration(Engine):
@@ -109,27 +121,21 @@ class Enumeration(Engine):
     # -- refusals --------------------------------------------------------------------------
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         super().check_supported(model, sites)
-        global_latents = [s.name for s in sites.values() if s.latent and not s.local]
-        if global_latents:
+        continuous = [s.name for s in sites.values() if s.latent and not s.discrete]
+        if continuous:
             raise UnsupportedModelError(
-                f"Enumeration sums local discrete latents exactly, but story '{model.name}' has "
-                f"global latent sites {global_latents}; with priors on the globals log p(x) has "
-                "no exact sum. Use SVI or ImportanceSampling, or point estimates "
-                "(bayesian=False)."
-            )
-        global_obs = [s.name for s in sites.values() if s.observed and not s.local]
-        if global_obs:
-            raise UnsupportedModelError(
-                f"Enumeration scores log p(x_n) per datum, but observed sites {global_obs} sit "
-                f"outside plate '{DATA_PLATE}'; put every observation in the data plate."
+                f"Enumeration sums discrete latents exactly, and story '{model.name}' has "
+                f"continuous latent sites {continuous}, which no sum covers. Estimate log p(x) "
+                "with ImportanceSampling(proposal='prior'), or bound it by variational "
+                "inference with a guide that has spread."
             )
         infinite = [
             s.name for s in sites.values() if s.latent and s.discrete and s.num_states is None
         ]
         if infinite:
             raise UnsupportedModelError(
-                f"Enumeration needs a finite support, and sites {infinite} have none; use "
-                "ImportanceSampling or SVI."
+                f"Enumeration needs a finite support, and sites {infinite} have none; estimate "
+                "log p(x) with ImportanceSampling(proposal='prior')."
             )
         total = discrete_state_count(sites)
         if total is not None and total > self.max_states and not _may_recycle(sites):
@@ -183,7 +189,18 @@ class Enumeration(Engine):
         Evidence
             ``kind="exact"``, ``per_datum`` of shape (N,), ``stderr`` zeros.
         """
-        lvm, x, mask, _ = self.prepare(model, x, mask)
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        if _coupled(sites):
+            with torch.no_grad():
+                total = joint_log_marginal(lvm, x, mask)
+            return Evidence(
+                per_datum=None,
+                joint=total,
+                num_data=x.shape[0],
+                kind="exact",
+                engine=self.name,
+                stderr=torch.zeros_like(total),
+            )
         with torch.no_grad():
             per = exact_log_marginal(lvm, x, mask)
         return Evidence(
@@ -227,6 +244,12 @@ class Enumeration(Engine):
             raise ValueError(f"temperature must be 0 (MAP) or 1 (sampling), got {temperature!r}.")
         check_positive_int("num_samples", num_samples)
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        if _coupled(sites):
+            # a global discrete site: exact joint draws of every site, the locals summed out
+            # of log_lik given each draw of the globals
+            with torch.no_grad(), seeded(seed):
+                out = replayed_posterior(with_guide(lvm, _no_guide), x, mask, sites, num_samples)
+            return Posterior(engine=self.name, x=x, mask=mask, **out)
         local = tuple(s.name for s in sites.values() if s.latent)
         with torch.no_grad(), seeded(seed):
             if has(lvm, EnumeratedLogJoint):

@@ -27,6 +27,7 @@ from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
+from ..core.memory import check_fits, current_budget
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
 from ..core.rng import resolve_seed, seeded
@@ -36,11 +37,10 @@ from ..models.base import (
     SiteInfo,
     discrete_state_count,
 )
-from ..models.story import from_functions
-from ._enumops import exact_log_marginal
+from ._enumops import exact_log_marginal, replayed_posterior
 from ._fitting import fit_by_gradient
-from ._weights import log_weights_in_chunks
-from .base import Engine
+from ._weights import concat_log_weights, log_weights, log_weights_in_chunks
+from .base import Engine, with_guide
 from .objectives import Iwae, refuse_per_datum_weights
 
 #: The largest joint discrete space whose exact log p(x_n) a posterior's log_lik sums
@@ -138,16 +138,6 @@ class ImportanceSampling(Engine):
     def label(self) -> str:
         return f"IS {self.proposal}, K={self.num_particles}"
 
-    def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
-        super().check_supported(model, sites)
-        globals_ = [s.name for s in sites.values() if s.latent and not s.local]
-        if globals_:
-            raise UnsupportedModelError(
-                f"ImportanceSampling estimates log p(x_n) per datum, which needs every latent "
-                f"site to be local, and story '{model.name}' has global latent sites "
-                f"{globals_}; use bayesian=False, or SVI for a bound."
-            )
-
     def check_proposal(self, model, sites, guide) -> None:
         refuse_per_datum_weights("ImportanceSampling(proposal='guide')", model, sites, guide)
 
@@ -155,9 +145,7 @@ class ImportanceSampling(Engine):
         """The model with the proposal this engine uses, and the routine's proposal mode."""
         if self.proposal == "uniform":
             guide = _uniform_guide(sites, lvm.data_plate)
-            story = from_functions(lvm.model, guide, name=lvm.name, data_plate=lvm.data_plate)
-            # the user's model keeps its own parameters: run it inside its own scope
-            return _Scoped(story, lvm), "guide"
+            return with_guide(lvm, guide), "guide"
         return lvm, self.proposal
 
     def _weights(self, lvm, sites, x, mask, validate: bool, keep_samples: bool = True):
@@ -174,6 +162,46 @@ class ImportanceSampling(Engine):
             keep_samples=keep_samples,
         ):
             yield lw
+
+    def _route(self, lvm, sites, x, mask) -> str:
+        """How the weights are formed: "summed" (the guide leaves sites the story marks for
+        enumeration, summed inside each weight), "joint" (a global latent, or a guide density
+        joint over the data, couples the data: one weight per particle for the whole data set)
+        or "per_datum"."""
+        coupled = any(s.latent and not s.local for s in sites.values())
+        if self.proposal != "guide":
+            return "joint" if coupled else "per_datum"
+        guide = lvm.sites(x, mask, "guide")
+        left = [s.name for s in sites.values() if s.latent and s.name not in guide]
+        if left and all(sites[n].enumerate == "parallel" for n in left):
+            return "summed"
+        coupled = coupled or bool(lvm.guide_structure(x, mask).global_auxiliary)
+        return "joint" if coupled else "per_datum"
+
+    def _joint_weights(self, lvm, sites, x, mask, route: str, keep_samples: bool = False):
+        """K particles' weights when they do not split over data: a LogWeights of the whole
+        data set (particles in chunks within the memory budget), or for "summed" the dict of
+        :func:`replayed_posterior`."""
+        if route == "summed":
+            return replayed_posterior(
+                lvm, x, mask, sites, self.num_particles, budget=self.memory_budget
+            )
+        story, mode = self._story(lvm, sites)
+        width = story.working_width(x) * x.shape[0]
+        check_fits(width, f"one particle of all data of story '{lvm.name}'", self.memory_budget)
+        per_pass = max(1, min(self.num_particles, current_budget(self.memory_budget) // width))
+        parts = []
+        for k0 in range(0, self.num_particles, per_pass):
+            lw = log_weights(
+                story,
+                x,
+                mask,
+                num_particles=min(per_pass, self.num_particles - k0),
+                proposal=mode,
+                validate=k0 == 0,
+            )
+            parts.append(lw)
+        return concat_log_weights(parts, keep_samples)
 
     def log_evidence(
         self,
@@ -201,6 +229,34 @@ class ImportanceSampling(Engine):
             ``kind="estimate"`` with ``per_datum``, ``stderr``, ``ess`` and ``khat``, each (N,).
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        route = self._route(lvm, sites, x, mask)
+        if route != "per_datum":
+            with torch.no_grad(), seeded(seed):
+                out = self._joint_weights(lvm, sites, x, mask, route)
+            w = out["log_p"] - out["log_q"] if isinstance(out, dict) else out.joint
+            if w.dim() == 1:
+                est, se, ess = (v[0] for v in log_mean_weight(w[:, None]))
+                return Evidence(
+                    per_datum=None,
+                    joint=est,
+                    num_data=x.shape[0],
+                    kind="estimate",
+                    engine=self.name,
+                    stderr=se,
+                    ess=ess,
+                    khat=pareto_khat(w[:, None])[0].to(est.dtype) if khat else None,
+                    num_particles=self.num_particles,
+                )
+            est, se, ess = log_mean_weight(w)
+            return Evidence(
+                per_datum=est,
+                kind="estimate",
+                engine=self.name,
+                stderr=se,
+                ess=ess,
+                khat=pareto_khat(w).to(est.dtype) if khat else None,
+                num_particles=self.num_particles,
+            )
         parts: list[tuple[torch.Tensor, ...]] = []
         with torch.no_grad(), seeded(seed):
             for lw in self._weights(lvm, sites, x, mask, validate=True, keep_samples=False):
@@ -252,6 +308,25 @@ class ImportanceSampling(Engine):
                 f"{num_samples}), or call .resample(num_samples) on the result."
             )
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        route = self._route(lvm, sites, x, mask)
+        if route != "per_datum":
+            with torch.no_grad(), seeded(seed):
+                out = self._joint_weights(lvm, sites, x, mask, route, keep_samples=True)
+            if isinstance(out, dict):
+                return Posterior(
+                    engine=self.name, x=x, mask=mask, log_weights=out["log_p"] - out["log_q"], **out
+                )
+            return Posterior(
+                engine=self.name,
+                samples=out.samples,
+                x=x,
+                mask=mask,
+                log_weights=out.joint,
+                local_sites=out.local_sites,
+                log_lik=out.log_lik,
+                log_p=out.global_log_p + out.log_p.sum(-1),
+                log_q=out.global_log_q + out.log_q.sum(-1),
+            )
         with torch.no_grad(), seeded(seed):
             chunks: list[LogWeights] = list(self._weights(lvm, sites, x, mask, validate=True))
         samples = {k: torch.cat([c.samples[k] for c in chunks], 1) for k in chunks[0].samples}
@@ -363,30 +438,3 @@ class ImportanceSampling(Engine):
             seed=seed,
             info=info,
         )
-
-
-class _Scoped(LatentVariableModel):
-    """A story whose calls run inside another model's parameter scope (the user's model)."""
-
-    def __init__(self, story: LatentVariableModel, owner: LatentVariableModel):
-        super().__init__()
-        object.__setattr__(self, "_story", story)
-        object.__setattr__(self, "_owner", owner)
-
-    def model(self, x, mask=None):
-        with self._owner.scoped():
-            return self._story.model(x, mask)
-
-    def guide(self, x, mask=None):
-        return self._story.guide(x, mask)
-
-    def working_width(self, x):
-        return self._owner.working_width(x)
-
-    @property
-    def data_plate(self) -> str:
-        return self._owner.data_plate
-
-    @property
-    def name(self) -> str:
-        return self._owner.name

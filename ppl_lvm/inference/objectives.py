@@ -155,6 +155,11 @@ class Objective:
         return -value / num_data
 
     # -- evaluation -------------------------------------------------------------------------
+    @staticmethod
+    def bound_of(weights: torch.Tensor) -> torch.Tensor:
+        """The bound from K particles' log weights: (K, N) -> (N,), or joint (K,) -> ()."""
+        return weights.mean(0)
+
     def bound(
         self, lvm: LatentVariableModel, lw: LogWeights, xb: torch.Tensor, mb: torch.Tensor | None
     ) -> torch.Tensor:
@@ -179,23 +184,15 @@ class Objective:
 def refuse_per_datum_weights(
     engine: str, model: LatentVariableModel, sites: dict[str, SiteInfo], guide: GuideStructure
 ) -> None:
-    """Per-datum importance weights need a proposal with spread whose density is per datum."""
+    """Importance weights need a proposal with spread. (A guide whose density is joint over the
+    data, ``AutoDiagonalNormal``'s one vector, is weighed jointly: one weight per particle for
+    the whole data set.)"""
     if guide.point_mass:
         raise UnsupportedModelError(
             f"{engine} weighs particles by p(x, z) / q(z | x), and the guide of story "
             f"'{model.name}' is a point mass at sites {list(guide.point_mass)} (AutoDelta): every "
             "particle is the same and the weights say nothing about log p(x). Use a guide with "
             "spread (AutoNormal), or ImportanceSampling(proposal='prior')."
-        )
-    local = [s.name for s in sites.values() if s.latent and s.local]
-    if guide.global_auxiliary and local:
-        raise UnsupportedModelError(
-            f"{engine} needs log q(z_n | x) per datum, but the guide of story '{model.name}' puts "
-            f"the density of the local sites {local} on the auxiliary site(s) "
-            f"{list(guide.global_auxiliary)}, one joint vector over all data "
-            "(AutoDiagonalNormal, AutoMultivariateNormal, ...): per-datum weights would leave it "
-            "out. Use AutoNormal, whose sites are per datum, or SVI(objective='elbo'), whose "
-            "total counts the joint density."
         )
 
 
@@ -295,13 +292,11 @@ class Iwae(Objective):
     def check_proposal(self, model, sites, guide):
         refuse_per_datum_weights("the IWAE bound", model, sites, guide)
 
+    @staticmethod
+    def bound_of(weights: torch.Tensor) -> torch.Tensor:
+        return iwae_bound(weights)
+
     def check_supported(self, model, sites):
-        globals_ = [s.name for s in sites.values() if s.latent and not s.local]
-        if globals_:
-            raise UnsupportedModelError(
-                f"the IWAE bound here is per datum, and story '{model.name}' has global "
-                f"latent sites {globals_}; use objective='elbo'."
-            )
         if self.estimator == "dreg" and not has(model, DetachableGuide):
             raise UnsupportedModelError(
                 f"estimator='dreg' needs a reparameterised guide whose log q can be evaluated "
@@ -316,6 +311,11 @@ class Iwae(Objective):
         return scale * dreg_surrogate(lw).sum()
 
     def surrogate(self, lvm, lw, xb, mb, scale):
+        if lw.has_global_latents:
+            # one weight per particle for the whole data set: the joint bound (exact with the
+            # full batch; SVI.fit refuses minibatches for it)
+            joint = lw.global_log_p - lw.global_log_q + scale * lw.local.sum(-1)
+            return iwae_bound(joint)
         per = iwae_bound(lw.local)
         if lw.log_q_score is not None:
             per = per + (vimco_signal(lw.local) * lw.log_q_score).sum(0)

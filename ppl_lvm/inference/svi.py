@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
+from pyro.poutine.util import site_is_subsample
 
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
@@ -28,7 +29,7 @@ from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
 from ..core.rng import resolve_seed, seeded
-from ..models.base import LatentVariableModel, SiteInfo
+from ..models.base import LatentVariableModel, SiteInfo, sample_sites
 from . import _loop
 from ._enumops import replayed_posterior
 from ._fitting import fit_by_gradient
@@ -37,6 +38,11 @@ from .base import Engine
 from .objectives import OBJECTIVES, Objective
 
 __all__ = ["SVI"]
+
+
+def _is_one(scale: float | torch.Tensor) -> bool:
+    return bool((torch.as_tensor(scale) == 1).all())
+
 
 ObjectiveName = Literal["elbo", "meanfield", "iwae"]
 Estimator = Literal["standard", "dreg"]
@@ -183,6 +189,14 @@ class SVI(Engine):
             ``history``: the minibatch objective per datum at every step.
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        globals_ = [s.name for s in sites.values() if s.latent and not s.local]
+        if self.objective == "iwae" and globals_ and (self.batch_size or x.shape[0]) < x.shape[0]:
+            raise UnsupportedModelError(
+                f"story '{lvm.name}' has global latent sites {globals_}, so its IWAE bound is "
+                "one joint bound over all data, and a minibatch's is no unbiased estimate of "
+                "it; use SVI(objective='iwae', batch_size=None), or objective='elbo' for "
+                "minibatches."
+            )
         seed = resolve_seed(seed)
         loop, info, seconds = fit_by_gradient(
             self._objective,
@@ -262,17 +276,16 @@ class SVI(Engine):
         Returns
         -------
         Evidence
-            ``kind="lower_bound"``, ``per_datum`` of shape (N,). For a story with global latents
-            and enumerated local sites (a Bayesian mixture), the bound is on the joint log p(x),
-            the local sites summed exactly as ``TraceEnum_ELBO`` does, shared equally among the
-            data.
+            ``kind="lower_bound"``, ``per_datum`` of shape (N,). Sites the story marks for
+            enumeration are summed exactly inside each particle's weight, as ``TraceEnum_ELBO``
+            does. A story with global latents has a bound on the joint log p(x) only:
+            ``per_datum`` is None and ``joint`` holds it (with ``objective="iwae"``, the joint
+            IWAE-K bound, K draws of the whole latent state).
 
         Raises
         ------
         UnsupportedModelError
-            For a point-mass guide (``AutoDelta``), whose ELBO is a MAP objective, not a bound;
-            and for a story whose enumerated sites have no global latents, whose exact value
-            ``Enumeration`` gives.
+            For a point-mass guide (``AutoDelta``), whose ELBO is a MAP objective, not a bound.
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
         point_mass = lvm.guide_structure(x, mask).point_mass
@@ -284,20 +297,40 @@ class SVI(Engine):
                 "with spread (AutoNormal) for a bound."
             )
         k = self.num_particles if num_particles is None else num_particles
-        has_global = any(s.latent and not s.local for s in sites.values())
-        if self._objective.enumerated(sites):
-            if not has_global:
+        if self.objective == "iwae":
+            scaled = [
+                name
+                for name, site in sample_sites(lvm.trace(x, mask))
+                if not site_is_subsample(site) and not _is_one(site["scale"])
+            ]
+            if scaled:
                 raise UnsupportedModelError(
-                    f"story '{lvm.name}' sums discrete sites by enumeration; its exact per-datum "
-                    "log p(x) comes from inference.Enumeration().log_evidence."
+                    f"story '{lvm.name}' scales sites {scaled} with poutine.scale; a scaled "
+                    "log-density is no likelihood, and the log-mean-exp of scaled weights bounds "
+                    "nothing. Use SVI(objective='elbo'), whose scaled ELBO is what Pyro's "
+                    "Trace_ELBO and TraceEnum_ELBO compute."
                 )
-            # the ELBO over the global latents, the enumerated local sites summed exactly
-            # (what TraceEnum_ELBO maximises): a bound on the joint log p(x), shared equally
+        # a global latent, or a guide density joint over the data, couples the data
+        has_global = any(s.latent and not s.local for s in sites.values()) or bool(
+            lvm.guide_structure(x, mask).global_auxiliary
+        )
+        if self._objective.enumerated(sites) or has_global:
+            # guide draws with the enumerated sites summed exactly (TraceEnum_ELBO's meaning);
+            # with a global latent the weights are joint over the data, (K,)
             with torch.no_grad(), seeded(seed):
-                out = replayed_posterior(lvm, x, mask, sites, k)
-            total = (out["log_p"] - out["log_q"]).mean()
-            per = (total / x.shape[0]).expand(x.shape[0]).clone()
-            return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)
+                out = replayed_posterior(lvm, x, mask, sites, max(k, 2) if has_global else k)
+            weights = out["log_p"] - out["log_q"]
+            bound = self._objective.bound_of(weights)
+            if weights.dim() == 1:
+                return Evidence(
+                    per_datum=None,
+                    joint=bound,
+                    num_data=x.shape[0],
+                    kind="lower_bound",
+                    engine=self.name,
+                    num_particles=weights.shape[0],
+                )
+            return Evidence(per_datum=bound, kind="lower_bound", engine=self.name, num_particles=k)
         with torch.no_grad(), seeded(seed):
             per = self._per_datum(lvm, x, mask, k)
         return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)

@@ -45,7 +45,7 @@ def exact_log_evidence(x):
 ENGINES = {
     "enumeration": "refuse",
     "is-prior": "estimate",
-    "is-guide": "refuse",  # the guide's density is joint over the data (an auxiliary site)
+    "is-guide": "estimate",  # the guide is joint over the data: one weight per particle for all
     "svi-elbo": "bound",
-    "svi-iwae": "refuse",  # no per-datum importance weights from a joint guide
+    "svi-iwae": "bound",  # the joint IWAE bound, the auxiliary site's density included
 }

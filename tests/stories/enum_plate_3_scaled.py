@@ -28,5 +28,5 @@ ENGINES = {
     "is-prior": "runs",
     "is-guide": "runs",
     "svi-elbo": "bound",  # scale × ELBO <= scale × log p(x)
-    "svi-iwae": "refuse",  # y is enumerated in the model: Pyro has no enumerated IWAE
+    "svi-iwae": "refuse",  # under poutine.scale the log-mean-exp of scaled weights bounds nothing
 }
