@@ -325,6 +325,14 @@ def replayed_posterior(
         ``log_lik`` (S, N), and ``log_p``, ``log_q``: (S, N) when every site is local, (S,)
         (summed over the data, global sites included) otherwise.
     """
+    declared = lvm.declared_subsample(x, mask)
+    if declared is not None:
+        raise UnsupportedModelError(
+            f"story '{lvm.name}' declares subsample_size={declared} in plate '{lvm.data_plate}'"
+            ", and draws that share the global latents take every datum in one pass; remove "
+            "subsample_size for the posterior (pyro.plate(..., len(x)) as ind keeps x[ind] "
+            "working, and SVI.fit(batch_size=B) still minibatches through the plate's indices)."
+        )
     s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
     n = x.shape[0]
     states = 1

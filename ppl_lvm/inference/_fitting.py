@@ -18,7 +18,7 @@ from ..models.base import LatentVariableModel, SiteInfo
 from ..models.capabilities import Initializable, ParticleLogWeights, has
 from ..models.story import conform_data
 from ..models.support import check_values
-from . import _checkpoint, _loop
+from . import _checkpoint, _loop, _minibatch
 from ._weights import plate_nesting
 from .objectives import Objective
 
@@ -89,18 +89,23 @@ def fit_by_gradient(
         val = (vx.to(dev), None if vm is None else vm.to(dev))
 
     n = x.shape[0]
-    batch = n if batch_size is None else min(batch_size, n)
-    per_epoch = math.ceil(n / batch)
+    # a user's story gets the whole data and the data plate's indices where it can
+    plan = _minibatch.plan(lvm, x, mask, batch_size)
+    batch = n if plan.batch_size is None else min(plan.batch_size, n)
+    per_epoch = n // batch if plan.exact else math.ceil(n / batch)
     total = steps if steps is not None else epochs * per_epoch
     unit = per_epoch if epochs is not None else 1
     enumerated = objective.enumerated(sites)
-    rank = _rank(lvm, x[:batch], None if mask is None else mask[:batch], enumerated)
+    rank = plan.rank
+    if rank is None:
+        rank = _rank(lvm, x[:batch], None if mask is None else mask[:batch], enumerated)
     if checkpoint is not None:
         _checkpoint.check_writable(checkpoint)
     t0 = time.perf_counter()
     with seeded(seed):
-        # parameters exist once model and guide have run
-        lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
+        # parameters exist once model and guide have run (a story's: at full size, in the plan)
+        if plan.mode == "tensor":
+            lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
         # what a checkpoint belongs to; hashing the data costs a pass, so only when one is used
         meta = (
             None
@@ -136,6 +141,8 @@ def fit_by_gradient(
             )
 
         def step(idx: torch.Tensor | None) -> torch.Tensor:
+            if plan.mode == "indices" and idx is not None:
+                return objective.step(lvm, x, mask, n, rank, enumerated, indices=idx)
             xb = x if idx is None else x[idx]
             mb = mask if idx is None or mask is None else mask[idx]
             return objective.step(lvm, xb, mb, n, rank, enumerated)
@@ -154,7 +161,8 @@ def fit_by_gradient(
             optimizer=_loop.make_optimizer(optimizer, params, lr),
             schedule=_loop.Schedule(
                 num_data=n,
-                batch_size=batch_size,
+                batch_size=plan.batch_size,
+                exact_batches=plan.exact,
                 total_steps=total,
                 eval_every=eval_every * unit,
                 patience=patience,
@@ -175,6 +183,7 @@ def fit_by_gradient(
         "validation": loop.validation,
         "stopped_early": loop.stopped_early,
         "batch_size": batch,
+        "minibatches": plan.mode,
         "epochs": loop.num_steps / per_epoch,
         "device": str(dev),
     }

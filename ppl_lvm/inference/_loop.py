@@ -72,6 +72,9 @@ class Schedule:
     snapshot_every : int
         Steps between snapshots of the parameters that a NaN restores; copying every step costs
         a few percent of a VAE step, for a rare event.
+    exact_batches : bool
+        Every minibatch has exactly B rows (a plate's own ``subsample_size`` demands it): the
+        N mod B rows left at the end of a permutation wait for the next one.
     """
 
     num_data: int
@@ -81,6 +84,7 @@ class Schedule:
     patience: int | None = None
     tol: float | None = None
     snapshot_every: int = 50
+    exact_batches: bool = False
 
 
 @dataclass
@@ -252,7 +256,7 @@ def run(
                     raise KeyboardInterrupt
                 idx = None
                 if batch is not None:
-                    if st.pos >= n:
+                    if st.pos >= n or (sch.exact_batches and st.pos + batch > n):
                         st.perm, st.pos = torch.randperm(n, generator=gen), 0
                     idx = st.perm[st.pos : st.pos + batch]
                     idx = idx if device is None else idx.to(device)

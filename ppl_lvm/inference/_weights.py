@@ -7,6 +7,7 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -20,6 +21,7 @@ from ..core.checks import check_data
 from ..core.errors import ModelGuideMismatchError
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, chunk_rows, current_budget
+from ..models._subsample import DataIndices
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 from ..models.story import as_model
@@ -181,6 +183,7 @@ def log_weights(
     validate: bool = True,
     max_plate_nesting: int | None = None,
     fast: bool = True,
+    rows: torch.Tensor | None = None,
 ) -> LogWeights:
     """Score K particles for every datum in one vectorised pass.
 
@@ -210,6 +213,10 @@ def log_weights(
     fast : bool
         Use the model's declared ``ParticleLogWeights`` path when it has one (built-in models
         compute the same numbers with plain tensor code); False forces the Pyro trace path.
+    rows : torch.Tensor of shape (B,), int64, optional
+        Score only these data: ``x`` and ``mask`` are then the whole data set, and the data
+        plate's subsample indices are set to ``rows`` (Pyro's own subsampling, so per-datum
+        parameters see their own rows); the weights are (K, B), unscaled.
 
     Returns
     -------
@@ -243,7 +250,13 @@ def log_weights(
         raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
     lvm: LatentVariableModel = as_model(model)
     x, mask = check_data(x, mask)
-    num_data = x.shape[0]
+    if rows is not None and has(lvm, ParticleLogWeights):  # a tensor path takes the rows
+        x, mask, rows = x[rows], None if mask is None else mask[rows], None
+    num_data = x.shape[0] if rows is None else len(rows)
+    model_fn, guide_fn = lvm.model, lvm.guide
+    if rows is not None:
+        model_fn = DataIndices(lvm.data_plate, rows, x.shape[0])(lvm.model)
+        guide_fn = DataIndices(lvm.data_plate, rows, x.shape[0])(lvm.guide)
 
     if fast and proposal == "guide" and has(lvm, ParticleLogWeights):
         if validate:
@@ -254,10 +267,10 @@ def log_weights(
             return out
     with lvm.scoped():
         if max_plate_nesting is None or validate:
-            model_tr0 = poutine.trace(lvm.model).get_trace(x, mask)
+            model_tr0 = poutine.trace(model_fn).get_trace(x, mask)
             rank = plate_nesting(model_tr0)
             if proposal == "guide":
-                guide_tr0 = poutine.trace(lvm.guide).get_trace(x, mask)
+                guide_tr0 = poutine.trace(guide_fn).get_trace(x, mask)
                 rank = max(rank, plate_nesting(guide_tr0))
         else:
             rank = max_plate_nesting
@@ -277,18 +290,20 @@ def log_weights(
         particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
         if proposal == "guide":
             with particles:
-                guide_tr = poutine.trace(lvm.guide).get_trace(x, mask)
+                guide_tr = poutine.trace(guide_fn).get_trace(x, mask)
             with particles:
-                model_tr = poutine.trace(poutine.replay(lvm.model, trace=guide_tr)).get_trace(
+                model_tr = poutine.trace(poutine.replay(model_fn, trace=guide_tr)).get_trace(
                     x, mask
                 )
             guide_tr.compute_log_prob()
         else:
             with particles:
-                model_tr = poutine.trace(lvm.model).get_trace(x, mask)
+                model_tr = poutine.trace(model_fn).get_trace(x, mask)
             guide_tr = None
         model_tr.compute_log_prob()
 
+    # a subsampled plate scales its sites by N / B; a datum's weight is unscaled
+    subsampled = 1.0 if rows is None else x.shape[0] / num_data
     zeros_local = x.new_zeros(num_particles, num_data)
     zeros_global = x.new_zeros(num_particles)
     log_p, log_q, log_lik, log_q_score = zeros_local, zeros_local, zeros_local, None
@@ -298,6 +313,7 @@ def log_weights(
 
     for name, site in sample_sites(model_tr):
         lp, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+        lp = lp / subsampled if local and rows is not None else lp
         if local:
             log_p = log_p + lp
             if site["is_observed"]:
@@ -318,6 +334,7 @@ def log_weights(
             if site["is_observed"]:
                 continue
             lq, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+            lq = lq / subsampled if local and rows is not None else lq
             if local:
                 log_q = log_q + lq
                 if not getattr(site["fn"], "has_rsample", False):
@@ -401,6 +418,10 @@ def log_weights_in_chunks(
     LogWeights
         Of K particles for those data: ``log_p``, ``log_q`` (K, n), ...
 
+    A story whose data plate declares its own ``subsample_size`` B is scored B data at a time
+    through the plate's indices (the last chunk takes the last B rows and keeps the new ones),
+    so that every datum is covered once.
+
     Raises
     ------
     MemoryError
@@ -411,10 +432,17 @@ def log_weights_in_chunks(
     limit = current_budget(budget)
     per_pass = num_particles if rows_per_chunk is not None else min(num_particles, limit // width)
     rows = rows_per_chunk or chunk_rows(x.shape[0], per_pass * width, budget)
+    n = x.shape[0]
+    declared = model.declared_subsample(x, mask)
+    rows = rows if declared is None else declared
     first = True
-    for start in range(0, x.shape[0], rows):
-        sl = slice(start, min(start + rows, x.shape[0]))
-        xb, mb = x[sl], None if mask is None else mask[sl]
+    for start in range(0, n, rows):
+        sl = slice(start, min(start + rows, n))
+        if declared is None:
+            xb, mb, idx = x[sl], None if mask is None else mask[sl], None
+        else:  # the plate takes exactly B indices: the last chunk overlaps the one before
+            xb, mb, begin = x, mask, min(start, n - declared)
+            idx = torch.arange(begin, begin + declared, device=x.device)
         parts = []
         for k0 in range(0, num_particles, per_pass):
             parts.append(
@@ -425,7 +453,28 @@ def log_weights_in_chunks(
                     num_particles=min(per_pass, num_particles - k0),
                     proposal=proposal,
                     validate=validate and first,
+                    rows=idx,
                 )
             )
             first = False
-        yield sl, concat_log_weights(parts, keep_samples)
+        lw = concat_log_weights(parts, keep_samples)
+        if idx is not None and sl.stop - sl.start < declared:
+            lw = _last_data(lw, sl.stop - sl.start)
+        yield sl, lw
+
+
+def _last_data(lw: LogWeights, m: int) -> LogWeights:
+    """The weights of the last ``m`` data of a chunk (K, B) -> (K, m); globals unchanged."""
+
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[:, -m:]
+
+    samples = {k: v[:, -m:] if k in lw.local_sites else v for k, v in lw.samples.items()}
+    return dataclasses.replace(
+        lw,
+        log_p=cut(lw.log_p),
+        log_q=cut(lw.log_q),
+        log_lik=cut(lw.log_lik),
+        log_q_score=cut(lw.log_q_score),
+        samples=samples,
+    )

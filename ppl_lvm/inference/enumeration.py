@@ -152,6 +152,15 @@ class Enumeration(Engine):
         only if enumeration must hold that many states at once: a chain written with
         ``pyro.markov`` needs only the states live at one step."""
         lvm, x, mask, sites = super().prepare(model, x, mask)
+        declared = lvm.declared_subsample(x, mask)
+        if declared is not None:
+            raise UnsupportedModelError(
+                f"story '{lvm.name}' declares subsample_size={declared} in plate "
+                f"'{lvm.data_plate}', and Enumeration sums every datum in one pass; remove "
+                "subsample_size (pyro.plate(..., len(x)) as ind keeps x[ind] working, and "
+                "SVI.fit(batch_size=B) still minibatches through the plate's indices), or "
+                "estimate log p(x) with ImportanceSampling, which takes the story as it is."
+            )
         total = discrete_state_count(sites)
         if total is not None and total > self.max_states:
             live = enumerated_states(lvm, x, mask, sites)

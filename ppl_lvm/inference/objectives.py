@@ -26,6 +26,7 @@ from pyro.poutine.messenger import Messenger
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.stats import iwae_bound
+from ..models._subsample import DataIndices
 from ..models.base import GuideStructure, LatentVariableModel, SiteInfo
 from ..models.capabilities import (
     AnalyticKL,
@@ -119,22 +120,26 @@ class Objective:
         num_data: int,
         rank: int,
         enumerated: bool,
+        indices: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """A differentiable estimate of the full-data objective divided by N (a scalar).
 
         Parameters
         ----------
         xb, mb : torch.Tensor of shape (B, D)
-            The minibatch and its mask.
+            The minibatch and its mask; with ``indices``, the whole data set (N, D).
         num_data : int
             N; every local site is scaled by N / B.
         rank : int
             Plate dims the story uses.
         enumerated : bool
             Whether the story enumerates discrete sites (Pyro's ``TraceEnum_ELBO`` then).
+        indices : torch.Tensor of shape (B,), optional
+            The minibatch as the data plate's subsample indices (Pyro's own subsampling, which
+            also scales by N / B): model and guide see all of ``xb`` and pick their rows.
         """
-        scale = num_data / xb.shape[0]
-        if not enumerated:
+        scale = num_data / (xb.shape[0] if indices is None else len(indices))
+        if not enumerated and indices is None:
             with lvm.scoped():
                 direct = self.direct_step(lvm, xb, mb, scale)
             if direct is not None:
@@ -143,13 +148,20 @@ class Objective:
             with lvm.scoped():
                 lw = log_weights(
                     lvm, xb, mb, num_particles=self.num_particles, validate=False,
-                    max_plate_nesting=rank,
+                    max_plate_nesting=rank, rows=indices,
                 )  # fmt: skip
+                if indices is not None:
+                    xb, mb = xb[indices], None if mb is None else mb[indices]
                 return self.surrogate(lvm, lw, xb, mb, scale) / num_data
         k = self.num_particles
         loss_cls = TraceEnum_ELBO if enumerated else self.pyro_loss
         loss = loss_cls(num_particles=k, vectorize_particles=k > 1, max_plate_nesting=rank)
-        scaler = _ScaleLocal(scale, lvm.data_plate)
+        # with indices the plate itself scales by N / B
+        scaler = (
+            _ScaleLocal(scale, lvm.data_plate)
+            if indices is None
+            else DataIndices(lvm.data_plate, indices, num_data)
+        )
         with lvm.scoped():
             value = loss.differentiable_loss(scaler(lvm.model), scaler(lvm.guide), xb, mb)
         return -value / num_data

@@ -9,7 +9,10 @@ Three objectives (:mod:`ppl_lvm.inference.objectives`) share the one training lo
   guide sites, or ``estimator="dreg"``, the doubly reparameterised gradient.
 
 Minibatches subsample the data plate and scale every local site by N / B, so each step is an
-unbiased estimate of the full-data objective. Training shows a tqdm bar, checks every loss for
+unbiased estimate of the full-data objective. A user's story gets them through Pyro's own
+subsampling where it can (all of x, and the data plate's indices set to the minibatch, so that
+per-datum parameters see their own rows; :mod:`ppl_lvm.inference._minibatch`), and a plate's own
+``subsample_size`` is its minibatch size. Training shows a tqdm bar, checks every loss for
 NaN, can stop early on a validation bound, and checkpoints so that a resumed run equals an
 uninterrupted one.
 """
@@ -61,7 +64,8 @@ class SVI(Engine):
     lr : float
         Learning rate.
     batch_size : int or None
-        Minibatch size B; None uses the whole data set every step.
+        Minibatch size B; None uses the whole data set every step, in order. A story whose data
+        plate declares ``subsample_size`` takes that size instead (with a warning if B differs).
     estimator : {"standard", "dreg"}
         The gradient estimator of the IWAE objective. "dreg" (doubly reparameterised; Tucker,
         Lawson, Gu & Maddison 2018) drops the score term of the guide's gradient and weights

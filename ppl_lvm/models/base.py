@@ -23,6 +23,7 @@ from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
 from ..core.rng import fork_rng
+from ._subsample import declared_subsample
 
 __all__ = [
     "DATA_PLATE",
@@ -130,6 +131,7 @@ def _site_info(site: dict, num_data: int, data_plate: str = DATA_PLATE) -> SiteI
     frames = [f for f in site["cond_indep_stack"] if f.vectorized]
     data_frames = [f for f in frames if f.name == data_plate]
     local = bool(data_frames)
+    rows = num_data
     if local:
         frame = data_frames[0]
         if frame.dim != -1:
@@ -137,15 +139,19 @@ def _site_info(site: dict, num_data: int, data_plate: str = DATA_PLATE) -> SiteI
                 f"site '{site['name']}' sits in plate '{data_plate}' at dim {frame.dim}; "
                 f"the data plate must be at dim -1: write pyro.plate('{data_plate}', N, dim=-1)."
             )
-        if frame.size != num_data:
+        # a plate with its own subsample_size B (and full size N) is Pyro's minibatching; the
+        # engines set its indices (models._subsample), so its sites are per datum all the same
+        if frame.size != num_data and (frame.full_size or frame.size) != num_data:
             raise ValueError(
-                f"plate '{data_plate}' has size {frame.size} at site '{site['name']}' but x has "
-                f"{num_data} rows; size the data plate with len(x)."
+                f"plate '{data_plate}' has size {frame.full_size or frame.size} at site "
+                f"'{site['name']}' but x has {num_data} rows; size the data plate with len(x): "
+                f"pyro.plate('{data_plate}', len(x)) (subsample_size=B may be added)."
             )
+        rows = frame.size
     batch_shape = tuple(fn.batch_shape)
     event_shape = tuple(fn.event_shape)
     batch_numel = math.prod(batch_shape)
-    per_datum = batch_numel // num_data if local and num_data else batch_numel
+    per_datum = batch_numel // rows if local and rows else batch_numel
     return SiteInfo(
         name=site["name"],
         observed=bool(site["is_observed"]),
@@ -375,6 +381,15 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         if self.static_structure:
             cache[key] = out
         return out
+
+    def declared_subsample(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> int | None:
+        """B when the story's data plate declares its own ``subsample_size`` (Pyro's way to
+        minibatch: ``pyro.plate("data", len(x), subsample_size=B) as ind``), None when it takes
+        all of ``x``; engines then set the plate's indices, B data at a time. Built-in models
+        (static structure) never declare one."""
+        if self.static_structure:
+            return None
+        return declared_subsample(self.trace(x, mask), self.data_plate, x.shape[0])
 
     def guide_structure(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> GuideStructure:
         """What kind of proposal the guide is, from one trace of it (cached per shape for a

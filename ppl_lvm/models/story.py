@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .._typing import ModelLike, StoryFn
+from ._subsample import install_autoguide_plates
 from .base import DATA_PLATE, LatentVariableModel
 
 __all__ = ["FunctionModel", "as_model", "conform_data", "from_functions"]
@@ -58,6 +59,8 @@ class FunctionModel(LatentVariableModel):
         self._name = name or getattr(model_fn, "__name__", "story")
         self._model_mask = _mask_parameter(model_fn)
         self._guide_mask = "none" if guide_fn is None else _mask_parameter(guide_fn)
+        # an autoguide's per-datum parameters then follow the minibatch's indices
+        install_autoguide_plates(self, data_plate)
 
     def _call(self, fn: StoryFn, how: str, role: str, x: torch.Tensor, mask: Any) -> Any:
         kwargs = dict(self.story_kwargs)
