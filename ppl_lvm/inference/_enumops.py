@@ -14,10 +14,9 @@ from collections import OrderedDict
 from typing import Any
 
 import pyro
-import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from pyro.infer import config_enumerate, infer_discrete
+from pyro.infer import infer_discrete
 from pyro.ops import packed
 from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.messenger import Messenger
@@ -34,6 +33,7 @@ from ..models.base import (
 )
 from ..models.capabilities import EnumeratedLogJoint, has
 from ._contract import live_state_count, log_marginal, marginals
+from ._jointsupport import enumerable as _enumerable
 from ._weights import PARTICLE_PLATE, particle_value, plate_nesting, site_log_prob
 
 __all__ = [
@@ -47,70 +47,6 @@ __all__ = [
     "state_values",
     "twice",
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# joint enumeration of discrete sites with event dims (e.g. z in {0,1}^L as one site)
-class _JointSupport(dist.TorchDistribution):
-    """Wraps a discrete distribution with event dims so that its whole joint support can be
-    enumerated: every one of S^E joint values of the event, S states per element."""
-
-    has_enumerate_support = True
-
-    def __init__(self, base: dist.Distribution):
-        self.base = base
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self.base.log_prob(value)
-
-    def sample(self, sample_shape=()):
-        return self.base.sample(sample_shape)
-
-    def expand(self, batch_shape, _instance=None):
-        return _JointSupport(self.base.expand(batch_shape))
-
-    def enumerate_support(self, expand: bool = True) -> torch.Tensor:
-        element = _innermost(self.base)
-        states = element.enumerate_support(expand=False).reshape(-1)  # (S,)
-        n_el = math.prod(self.event_shape)
-        grid = torch.cartesian_prod(*([states] * n_el)) if n_el > 1 else states.unsqueeze(-1)
-        grid = grid.reshape((-1,) + (1,) * len(self.batch_shape) + tuple(self.event_shape))
-        if expand:
-            grid = grid.expand((-1,) + tuple(self.batch_shape) + tuple(self.event_shape))
-        return grid
-
-
-def _innermost(fn: Any) -> Any:
-    while isinstance(fn, dist.Independent | dist.MaskedDistribution | dist.ExpandedDistribution):
-        fn = fn.base_dist
-    return fn
-
-
-class _JointSupportMessenger(Messenger):
-    """Lets ``config_enumerate`` see discrete latent sites that have event dims."""
-
-    def _process_message(self, msg):
-        fn = msg["fn"]
-        if (
-            msg["type"] == "sample"
-            and not msg["is_observed"]
-            and not site_is_subsample(msg)
-            and len(fn.event_shape) > 0
-            and fn.support.is_discrete
-            and not getattr(fn, "has_enumerate_support", False)
-            and getattr(_innermost(fn), "has_enumerate_support", False)
-        ):
-            msg["fn"] = _JointSupport(fn)
-
-
-def _enumerable(fn):
-    """The story with every discrete latent site enumerated in parallel."""
-    return config_enumerate(_JointSupportMessenger()(fn), default="parallel")
 
 
 class _UnmaskedLatents(Messenger):
@@ -305,6 +241,39 @@ def _as_particle_data(value: torch.Tensor, rank: int, num_particles: int, num_da
     return value.expand(num_particles, num_data)
 
 
+def _summed_globals(lvm, x, mask, particles, prank: int, names: list[str]):
+    """The guide's global draws θ_s over all the data ``x`` (N, ...), the model's enumerated
+    global sites ``names`` drawn from their exact conditional p(· | x, θ_s), and
+    log p(x, θ_s) with every enumerated site summed out: (a trace, (S,))."""
+    with lvm.scoped(), particles:
+        guide_tr = poutine.trace(lvm.guide).get_trace(x, mask)
+
+    def replayed(x, mask):
+        with particles:
+            return poutine.replay(lvm.model, trace=guide_tr)(x, mask)
+
+    enumerated = poutine.enum(_enumerable(replayed), first_available_dim=-(prank + 1))
+    sampler = infer_discrete(_enumerable(replayed), first_available_dim=-(prank + 1))
+    with lvm.scoped():
+        model_tr = poutine.trace(enumerated).get_trace(x, mask)
+        draws_tr = poutine.trace(sampler).get_trace(x, mask)
+    model_tr.compute_log_prob()
+    model_tr.pack_tensors()
+    sum_dims = {s["infer"].get("_enumerate_symbol") for _, s in sample_sites(model_tr)} - {None}
+    every = [name for name, _ in sample_sites(model_tr)]
+    target = frozenset({model_tr.plate_to_symbol[PARTICLE_PLATE]})
+    total = _contract_sites(model_tr, every, sum_dims, target).reshape(-1)
+    out = poutine.Trace()
+    for name, site in guide_tr.nodes.items():
+        if site["type"] == "sample" and not any(
+            f.name == _data_plate(lvm) for f in site["cond_indep_stack"]
+        ):
+            out.add_node(name, **site)
+    for name in names:  # a fresh infer: the draw is a value, no longer an enumerated dim
+        out.add_node(name, **dict(draws_tr.nodes[name], infer={}))
+    return out, total.expand(particles.size)
+
+
 def replayed_posterior(
     lvm: LatentVariableModel,
     x: torch.Tensor,
@@ -353,13 +322,22 @@ def replayed_posterior(
     chunk = chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
     first_x = x[:chunk]
     first_m = None if mask is None else mask[:chunk]
-    rank = max(
-        plate_nesting(lvm.trace(first_x, first_m)),
-        plate_nesting(lvm.trace(first_x, first_m, "guide")),
-    )
+    first_guide = lvm.trace(first_x, first_m, "guide")
+    rank = max(plate_nesting(lvm.trace(first_x, first_m)), plate_nesting(first_guide))
     prank = rank + 1  # with the particle dim
     particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
-    global_guide = None
+    data_plate = _data_plate(lvm)
+    # global discrete sites the model enumerates (TraceEnum_ELBO sums them over all the data)
+    summed = [
+        k
+        for k, s in sites.items()
+        if s.latent and s.discrete and not s.local and k not in first_guide.nodes
+    ]
+    global_guide, summed_log_p = None, None
+    if summed:
+        size = n * s_draws * states * lvm.working_width(x)
+        check_fits(size, f"summing the global sites {summed} of story '{lvm.name}'", budget)
+        global_guide, summed_log_p = _summed_globals(lvm, x, mask, particles, prank, summed)
     global_log_p = global_log_q = x.new_zeros(s_draws)
     has_global = any(not info.local for info in sites.values())
     samples: dict[str, list[torch.Tensor]] = {}
@@ -374,6 +352,8 @@ def replayed_posterior(
         guide = lvm.guide if global_guide is None else poutine.replay(lvm.guide, global_guide)
         with lvm.scoped(), particles:
             guide_tr = poutine.trace(guide).get_trace(xb, mb)
+        for name in summed:  # their exact draws given the guide's, replayed like the guide's
+            guide_tr.add_node(name, **global_guide.nodes[name])
         guide_tr.compute_log_prob()
 
         def replayed(x, mask, guide_tr=guide_tr):
@@ -386,7 +366,7 @@ def replayed_posterior(
         model_tr.compute_log_prob()
         model_tr.pack_tensors()
         target = frozenset(
-            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[DATA_PLATE]}
+            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[data_plate]}
         )
         sum_dims = set()
         local, local_latent = [], []
@@ -394,12 +374,14 @@ def replayed_posterior(
             sym = site["infer"].get("_enumerate_symbol")
             if sym is not None:
                 sum_dims.add(sym)
-            if any(f.name == DATA_PLATE for f in site["cond_indep_stack"]):
+            if any(f.name == data_plate for f in site["cond_indep_stack"]):
                 local.append(name)
                 if not site["is_observed"]:
                     local_latent.append(name)
-            elif global_guide is None:
-                global_log_p = global_log_p + site_log_prob(site, prank, s_draws, xb.shape[0])[0]
+            elif start == 0:
+                global_log_p = (
+                    global_log_p + site_log_prob(site, prank, s_draws, xb.shape[0], data_plate)[0]
+                )
         # a site with a single state leaves no enumerated dim after packing: nothing to draw
         single_state = [
             name
@@ -419,16 +401,16 @@ def replayed_posterior(
         log_lik.append((joint - prior)[:, :nb])
         local_log_p.append(joint[:, :nb])
         lq = x.new_zeros(s_draws, xb.shape[0])
-        for _, site in sample_sites(guide_tr):
-            if site["is_observed"]:
+        for name, site in sample_sites(guide_tr):
+            if site["is_observed"] or name in summed:
                 continue
-            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0])
+            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0], data_plate)
             if is_local:
                 lq = lq + part
-            elif global_guide is None:
+            elif start == 0:
                 global_log_q = global_log_q + part
         local_log_q.append(lq[:, :nb])
-        if global_guide is None:
+        if start == 0:
             local_sites = local_latent
             for name, site in sample_sites(model_tr):
                 if not site["is_observed"] and name not in local:
@@ -444,20 +426,20 @@ def replayed_posterior(
             else:
                 v = particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
             samples.setdefault(name, []).append(v)
-        if global_guide is None:
+        if start == 0:
             # later chunks replay these global draws, so every datum sees the same θ_s (also
             # when the story has no local latent at all)
             global_guide = poutine.Trace()
             for gname, site in guide_tr.nodes.items():
                 if site["type"] == "sample" and not any(
-                    f.name == DATA_PLATE for f in site["cond_indep_stack"]
+                    f.name == data_plate for f in site["cond_indep_stack"]
                 ):
                     global_guide.add_node(gname, **site)
     s = num_samples
     merged = {k: (torch.cat(v, 1) if k in local_sites else v[0])[:s] for k, v in samples.items()}
     log_p, log_q = torch.cat(local_log_p, 1), torch.cat(local_log_q, 1)
     if has_global:
-        log_p = global_log_p + log_p.sum(-1)
+        log_p = global_log_p + log_p.sum(-1) if summed_log_p is None else summed_log_p
         log_q = global_log_q + log_q.sum(-1)
     return {
         "samples": merged,

@@ -121,7 +121,7 @@ class Enumeration(Engine):
         if global_obs:
             raise UnsupportedModelError(
                 f"Enumeration scores log p(x_n) per datum, but observed sites {global_obs} sit "
-                f"outside plate '{DATA_PLATE}'; put every observation in the data plate."
+                f"outside plate '{model.data_plate}'; put every observation in the data plate."
             )
         infinite = [
             s.name for s in sites.values() if s.latent and s.discrete and s.num_states is None

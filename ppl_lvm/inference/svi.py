@@ -265,7 +265,7 @@ class SVI(Engine):
             ``kind="lower_bound"``, ``per_datum`` of shape (N,). For a story with global latents
             and enumerated local sites (a Bayesian mixture), the bound is on the joint log p(x),
             the local sites summed exactly as ``TraceEnum_ELBO`` does, shared equally among the
-            data.
+            data; a global discrete site the model enumerates is summed over all the data.
 
         Raises
         ------
