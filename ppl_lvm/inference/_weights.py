@@ -13,7 +13,6 @@ from typing import Literal
 import pyro
 import pyro.poutine as poutine
 import torch
-from torch.distributions import constraints
 
 from .._typing import ModelLike
 from ..core.checks import check_data
@@ -23,6 +22,7 @@ from ..core.memory import check_fits, chunk_rows, current_budget
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 from ..models.story import as_model
+from ..models.support import support_inside
 
 __all__ = [
     "PARTICLE_PLATE",
@@ -49,13 +49,6 @@ def plate_nesting(trace: poutine.Trace) -> int:
                 depth = max(depth, -frame.dim)
         depth = max(depth, len(site["fn"].batch_shape))
     return depth
-
-
-def _support_key(support: constraints.Constraint) -> tuple[str, bool]:
-    # to_event wraps a support in `independent`; what matters is the underlying set.
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return type(support).__name__, bool(support.is_discrete)
 
 
 def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, SiteInfo]) -> None:
@@ -85,10 +78,10 @@ def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, S
     for name in latent & proposed:
         m, g = model_sites[name], guide_sites[name]
         # an autoguide's Delta carries a value already transformed into the model's support
-        if g.distribution != "Delta" and _support_key(m.support) != _support_key(g.support):
+        if g.distribution != "Delta" and not support_inside(g.support, m.support):
             problems.append(
                 f"site '{name}': the model's support is {m.support} ({m.distribution}) but the "
-                f"guide proposes from {g.support} ({g.distribution})"
+                f"guide proposes from {g.support} ({g.distribution}), which is not inside it"
             )
         if m.event_shape != g.event_shape:
             problems.append(
