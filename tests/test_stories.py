@@ -83,18 +83,6 @@ FULL_GUIDE_BLOCK = (
     "crashes with AttributeError: '_Context' object has no attribute 'param_state' on the "
     "tutorial's poutine.block(hide_types=['param']) around the AutoDelta in full_guide"
 )
-NO_LATENT_ENUM = (
-    "Enumeration.posterior of a story with no latent site emits Pyro's 'infer_discrete found "
-    "no sample sites configured for enumeration' warning"
-)
-NO_LATENT_IS = (
-    "the IS posterior of a story with no latent site has S = 0 draws but (K, N) log weights: "
-    "ValueError"
-)
-NO_LATENT_SVI = (
-    "the SVI posterior of a story with no latent site has S = 0 draws but log_lik (20, N): "
-    "ValueError"
-)
 ADVICE_IS_GLOBAL = (
     "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling, which "
     "refuses the story's global latents"
@@ -174,11 +162,6 @@ XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
     ("svi_part_i_beta_bernoulli", "is-guide"): IS_GLOBAL,
     ("svi_part_i_beta_bernoulli", "svi-iwae"): IWAE_GLOBAL,
     ("mle_map_delta", "is-prior"): IS_GLOBAL,
-    ("mle_map_mle", "enumeration"): NO_LATENT_ENUM,
-    ("mle_map_mle", "is-prior"): NO_LATENT_IS,
-    ("mle_map_mle", "is-guide"): NO_LATENT_IS,
-    ("mle_map_mle", "svi-elbo"): NO_LATENT_SVI,
-    ("mle_map_mle", "svi-iwae"): NO_LATENT_SVI,
     ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
     ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
     ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,

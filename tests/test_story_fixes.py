@@ -216,3 +216,43 @@ def test_a_guide_outside_the_models_support_is_still_refused(model, guide, x, si
     story = models.from_functions(model, guide)
     with pytest.raises(ModelGuideMismatchError, match=f"site '{site}'.*not inside it"):
         ImportanceSampling("guide", 10).log_evidence(story, x)
+
+
+# -- a story with no latent site ----------------------------------------------------------------
+def coin_mle(x, mask=None):
+    """The MLE/MAP tutorial's coin with the fairness a parameter: nothing latent."""
+    f = pyro.param("f", torch.tensor(0.7), constraint=constraints.unit_interval)
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("obs", dist.Bernoulli(f), obs=x)
+
+
+@pytest.mark.parametrize(
+    "engine",
+    ["enumeration", "is-prior", "is-guide", "svi-elbo", "svi-iwae"],
+)
+def test_the_posterior_of_a_story_with_no_latent_site(engine):
+    """No draws, and every row of log_lik is log p(x_n) = log Bernoulli(x_n; 0.7); it converts
+    to ArviZ with a log_likelihood group and no posterior group, without a warning (each engine
+    raised a ValueError on S = 0 draws, or Pyro's infer_discrete warning)."""
+    from ppl_lvm.inference import SVI, Enumeration, ImportanceSampling
+
+    runner = {
+        "enumeration": lambda: Enumeration(),
+        "is-prior": lambda: ImportanceSampling("prior", 50),
+        "is-guide": lambda: ImportanceSampling("guide", 50),
+        "svi-elbo": lambda: SVI("elbo", num_particles=5),
+        "svi-iwae": lambda: SVI("iwae", num_particles=5),
+    }[engine]()
+    x = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0])
+    story = models.from_functions(coin_mle, lambda x, mask=None: None)
+    draws = {} if engine.startswith("is") else {"num_samples": 7}
+    post = runner.posterior(story, x, seed=0, **draws)
+    assert post.samples == {}
+    assert post.num_samples == post.log_lik.shape[0] >= 1
+    exact = dist.Bernoulli(torch.tensor(0.7)).log_prob(x)
+    assert torch.allclose(post.log_lik, exact.expand_as(post.log_lik), atol=1e-12)
+    idata = post.to_arviz()
+    assert "posterior" not in idata.groups()
+    assert idata.log_likelihood["x"].values.reshape(-1, 5) == pytest.approx(
+        exact.expand(post.num_samples, 5).numpy(), abs=1e-12
+    )
