@@ -79,10 +79,6 @@ ENUM_GLOBAL_DISCRETE = (
     "Enumeration refuses the global discrete site 'a' above the plate, which TraceEnum_ELBO "
     "sums exactly (the total log p(x))"
 )
-FULL_GUIDE_BLOCK = (
-    "crashes with AttributeError: '_Context' object has no attribute 'param_state' on the "
-    "tutorial's poutine.block(hide_types=['param']) around the AutoDelta in full_guide"
-)
 ADVICE_IS_GLOBAL = (
     "the refusal's advice 'use ImportanceSampling or SVI' leads to ImportanceSampling, which "
     "refuses the story's global latents"
@@ -117,7 +113,6 @@ XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
     ("mle_map_delta", "is-prior"): IS_GLOBAL,
     ("gmm_tutorial_map", "is-prior"): IS_GLOBAL,
     ("gmm_tutorial_full_guide", "is-prior"): IS_GLOBAL,
-    ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
     ("enumeration_tutorial_gmm", "is-prior"): IS_GLOBAL,
     ("enumeration_tutorial_gmm", "is-guide"): IS_GLOBAL,
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
@@ -203,9 +198,9 @@ XFAIL_ADVICE: dict[tuple[str, str], str] = {
     ("gmm_tutorial_map", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
     ("gmm_tutorial_map", "svi-iwae"): ADVICE_TO_SVI_MAP,
     ("gmm_tutorial_full_guide", "enumeration"): ADVICE_IS_GLOBAL,
-    ("gmm_tutorial_full_guide", "is-guide"): FULL_GUIDE_BLOCK,
-    ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
-    ("gmm_tutorial_full_guide", "svi-iwae"): FULL_GUIDE_BLOCK,
+    ("gmm_tutorial_full_guide", "is-guide"): ADVICE_TO_SVI_MAP,
+    ("gmm_tutorial_full_guide", "svi-elbo"): ADVICE_MAP_TO_IS_GLOBAL,
+    ("gmm_tutorial_full_guide", "svi-iwae"): ADVICE_TO_SVI_MAP,
     ("enumeration_tutorial_gmm", "enumeration"): ADVICE_IS_GLOBAL,
     ("enumeration_tutorial_gmm", "svi-iwae"): ADVICE_LOC_X_INDEXING,
     ("autoguide_discrete_parallel", "enumeration"): ADVICE_IS_GLOBAL,

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pyro
 import torch
 
 from .._typing import ModelLike, StoryFn
@@ -69,7 +70,12 @@ class FunctionModel(LatentVariableModel):
                 "parameter named `mask`), but a mask was given; add a `mask=None` parameter and "
                 "wrap the likelihood with .mask(mask). The mask is never passed by position."
             )
-        return fn(x, **kwargs)
+        # The user's functions run as Pyro runs them, in global-parameter mode (inside the
+        # store that scoped() gives this model alone): a PyroModule the story calls but does not
+        # own, such as the GMM tutorial's AutoDelta inside full_guide, was built in that mode
+        # and has no local parameter state to enter.
+        with pyro.settings.context(module_local_params=False):
+            return fn(x, **kwargs)
 
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
         return self._call(self.model_fn, self._model_mask, "model", x, mask)
