@@ -51,8 +51,11 @@ class FunctionModel(LatentVariableModel):
             raise TypeError(f"guide_fn must be callable or None, got {type(guide_fn).__name__}.")
         if not isinstance(data_plate, str) or not data_plate:
             raise TypeError(f"data_plate must be a plate's name (a str), got {data_plate!r}.")
-        self.model_fn = model_fn
-        self.guide_fn = guide_fn
+        # registered as plain submodules (their parameters are this model's), not adopted as
+        # Pyro submodules: an autoguide already run, e.g. trained with pyro.infer.SVI, keeps its
+        # own Pyro context (adopting it is an AssertionError in Pyro)
+        torch.nn.Module.__setattr__(self, "model_fn", model_fn)
+        torch.nn.Module.__setattr__(self, "guide_fn", guide_fn)
         self.has_guide = guide_fn is not None
         self.data_plate = data_plate
         self.story_kwargs = dict(story_kwargs or {})
