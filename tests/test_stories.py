@@ -69,11 +69,13 @@ IS_GUIDE_ENUM = (
 )
 LOC_X_INDEXING = (
     "particles as an outer plate break the tutorial's plain indexing loc[x]: 'Shape mismatch "
-    "inside plate('data') at site obs dim -1, 10 vs 3', and no slower unvectorised path runs"
+    "inside plate('data') at site obs dim -1, 10 vs 3' in SVI's path for global latents "
+    "(replayed_posterior), which has no per-particle fallback yet (log_weights has one)"
 )
 EXPAND_INDEXING = (
     "particles as an outer plate break the test's weights.expand((N,) + weights.shape): 'Shape "
-    "mismatch inside plate('data') at site obs dim -1, 5 vs 2', and no unvectorised path runs"
+    "mismatch inside plate('data') at site obs dim -1, 5 vs 2' in SVI's path for global latents "
+    "(replayed_posterior), which has no per-particle fallback yet (log_weights has one)"
 )
 ENUM_GLOBAL_DISCRETE = (
     "Enumeration refuses the global discrete site 'a' above the plate, which TraceEnum_ELBO "

@@ -7,6 +7,8 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -185,8 +187,11 @@ def log_weights(
     Parameters
     ----------
     model : LatentVariableModel, (model_fn, guide_fn) pair, or model function
-        The story. It must broadcast over a leading particle dimension, which Pyro's plates
-        arrange for code that indexes from the right (``x[..., i]``, ``@``, ``.unsqueeze(-1)``).
+        The story. Where it broadcasts over a leading particle dimension, which Pyro's plates
+        arrange for code that indexes from the right (``x[..., i]``, ``@``, ``.unsqueeze(-1)``,
+        ``Vindex``), one vectorised pass scores every particle; where it does not (plain
+        ``locs[assignment]`` on a global, ``.view(-1)``), the particles run one at a time,
+        K times slower, and the result's ``path`` says "per-particle".
     x : torch.Tensor of shape (N, D)
     mask : torch.Tensor of shape (N, D), dtype bool, optional
         True where an entry is observed.
@@ -236,7 +241,6 @@ def log_weights(
         raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
     lvm: LatentVariableModel = as_model(model)
     x, mask = check_data(x, mask)
-    num_data = x.shape[0]
 
     if fast and proposal == "guide" and has(lvm, ParticleLogWeights):
         if validate:
@@ -267,7 +271,44 @@ def log_weights(
                             "with .mask(mask) (before .to_event)."
                         )
         rank += 1  # the particle dim
-        particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
+    try:
+        return _scored_pass(lvm, x, mask, num_particles, proposal, rank, vectorised=True)
+    except ValueError as err:
+        if not any(sign in str(err) for sign in _NO_BROADCAST):
+            raise
+    # the story does not broadcast over a leading particle dim (plain indexing such as
+    # locs[assignment], or weights.expand((N,) + weights.shape)): the documented slower path,
+    # one pass per particle under no particle plate
+    parts = [
+        _scored_pass(lvm, x, mask, 1, proposal, rank, vectorised=False)
+        for _ in range(num_particles)
+    ]
+    return dataclasses.replace(concat_log_weights(parts), path="per-particle")
+
+
+#: What a failed vectorised pass says when the story does not broadcast over particles: Pyro's
+#: plate check, and :func:`site_log_prob`'s own.
+_NO_BROADCAST = ("Shape mismatch inside plate", "does not broadcast over the leading particle")
+
+
+def _scored_pass(
+    lvm: LatentVariableModel,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    num_particles: int,
+    proposal: str,
+    rank: int,
+    vectorised: bool,
+) -> LogWeights:
+    """One pass of guide and model over K particles, scored per particle and datum: under the
+    particle plate (``vectorised``), or a single particle (K = 1) with no plate at all."""
+    num_data = x.shape[0]
+    with lvm.scoped():
+        particles = (
+            pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
+            if vectorised
+            else contextlib.nullcontext()
+        )
         if proposal == "guide":
             with particles:
                 guide_tr = poutine.trace(lvm.guide).get_trace(x, mask)
