@@ -120,7 +120,6 @@ XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
     ("autoguide_discrete_parallel", "is-prior"): IS_GLOBAL,
     ("autoguide_discrete_parallel", "is-guide"): IS_GLOBAL,
-    ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
     ("autoguide_discrete_parallel", "svi-iwae"): IWAE_GLOBAL,
     ("enum_plate_3", "is-guide"): IS_GUIDE_ENUM,
     ("enum_plate_3", "svi-elbo"): SVI_ENUM,
