@@ -316,8 +316,9 @@ def test_model_object_and_pair_agree(data):
     assert torch.equal(a.local, b.local)
 
 
-def test_refuses_story_that_does_not_broadcast_particles():
-    """A story that collapses the particle dim into a plate's position is refused, not summed."""
+def test_story_that_does_not_broadcast_particles_runs_per_particle():
+    """A story that collapses the particle dim into a plate's position is never summed wrongly:
+    its particles run one at a time (path 'per-particle'), each scored exactly."""
     x = torch.randn(5, 4)
 
     def model(x, mask=None):
@@ -331,5 +332,8 @@ def test_refuses_story_that_does_not_broadcast_particles():
         with pyro.plate("data", x.shape[0], dim=-1), pyro.plate("factors", 2, dim=-2):
             pyro.sample("z", dist.Normal(torch.zeros(()), 0.9))
 
-    with pytest.raises(ValueError, match="does not broadcast over the leading particle"):
-        log_weights((model, guide), x, num_particles=8)
+    lw = log_weights((model, guide), x, num_particles=8)
+    assert lw.path == "per-particle"
+    z = lw.samples["z"]  # (K, N, 2)
+    expected = dist.Normal(z.sum(-1, keepdim=True), 1.0).log_prob(x).sum(-1)  # (K, N)
+    assert torch.allclose(lw.log_lik, expected, atol=1e-6)

@@ -34,6 +34,9 @@ class LogWeights:
         The part of ``log_q`` from local guide sites that cannot be reparameterised (discrete
         ones); gradient estimators add a score-function term for it. None when every site is
         reparameterised.
+    path : {"vectorised", "per-particle"}
+        How the weighting routine ran: one pass with the particles as an outer plate, or, for a
+        story that does not broadcast over a leading particle dim, one pass per particle.
     """
 
     log_p: torch.Tensor
@@ -44,6 +47,7 @@ class LogWeights:
     local_sites: tuple[str, ...]
     log_lik: torch.Tensor | None = None
     log_q_score: torch.Tensor | None = None
+    path: str = "vectorised"
 
     @property
     def local(self) -> torch.Tensor:

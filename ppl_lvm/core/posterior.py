@@ -114,8 +114,12 @@ class Posterior:
 
     @property
     def num_samples(self) -> int:
-        """Number of draws S."""
-        return next(iter(self.samples.values())).shape[0] if self.samples else 0
+        """Number of draws S: of the sites, or, for a story with no latent site, the rows of
+        its scores (each of them scores the data alone)."""
+        if self.samples:
+            return next(iter(self.samples.values())).shape[0]
+        rows = (self.log_weights, self.log_lik, self.log_p, self.log_q)
+        return next((v.shape[0] for v in rows if v is not None), 0)
 
     def normalized_weights(self) -> torch.Tensor | None:
         """Self-normalised importance weights, summing to one over draws; shape of log_weights."""

@@ -7,6 +7,7 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from typing import Literal
@@ -14,7 +15,6 @@ from typing import Literal
 import pyro
 import pyro.poutine as poutine
 import torch
-from torch.distributions import constraints
 
 from .._typing import ModelLike
 from ..core.checks import check_data
@@ -25,6 +25,7 @@ from ..models._subsample import DataIndices
 from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 from ..models.story import as_model
+from ..models.support import support_inside
 
 __all__ = [
     "PARTICLE_PLATE",
@@ -51,13 +52,6 @@ def plate_nesting(trace: poutine.Trace) -> int:
                 depth = max(depth, -frame.dim)
         depth = max(depth, len(site["fn"].batch_shape))
     return depth
-
-
-def _support_key(support: constraints.Constraint) -> tuple[str, bool]:
-    # to_event wraps a support in `independent`; what matters is the underlying set.
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return type(support).__name__, bool(support.is_discrete)
 
 
 def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, SiteInfo]) -> None:
@@ -87,10 +81,10 @@ def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, S
     for name in latent & proposed:
         m, g = model_sites[name], guide_sites[name]
         # an autoguide's Delta carries a value already transformed into the model's support
-        if g.distribution != "Delta" and _support_key(m.support) != _support_key(g.support):
+        if g.distribution != "Delta" and not support_inside(g.support, m.support):
             problems.append(
                 f"site '{name}': the model's support is {m.support} ({m.distribution}) but the "
-                f"guide proposes from {g.support} ({g.distribution})"
+                f"guide proposes from {g.support} ({g.distribution}), which is not inside it"
             )
         if m.event_shape != g.event_shape:
             problems.append(
@@ -195,8 +189,11 @@ def log_weights(
     Parameters
     ----------
     model : LatentVariableModel, (model_fn, guide_fn) pair, or model function
-        The story. It must broadcast over a leading particle dimension, which Pyro's plates
-        arrange for code that indexes from the right (``x[..., i]``, ``@``, ``.unsqueeze(-1)``).
+        The story. Where it broadcasts over a leading particle dimension, which Pyro's plates
+        arrange for code that indexes from the right (``x[..., i]``, ``@``, ``.unsqueeze(-1)``,
+        ``Vindex``), one vectorised pass scores every particle; where it does not (plain
+        ``locs[assignment]`` on a global, ``.view(-1)``), the particles run one at a time,
+        K times slower, and the result's ``path`` says "per-particle".
     x : torch.Tensor of shape (N, D)
     mask : torch.Tensor of shape (N, D), dtype bool, optional
         True where an entry is observed.
@@ -287,7 +284,47 @@ def log_weights(
                             "with .mask(mask) (before .to_event)."
                         )
         rank += 1  # the particle dim
-        particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
+    fns = (model_fn, guide_fn, rows, num_data)
+    try:
+        return _scored_pass(lvm, x, mask, num_particles, proposal, rank, fns, vectorised=True)
+    except ValueError as err:
+        if not any(sign in str(err) for sign in _NO_BROADCAST):
+            raise
+    # the story does not broadcast over a leading particle dim (plain indexing such as
+    # locs[assignment], or weights.expand((N,) + weights.shape)): the documented slower path,
+    # one pass per particle under no particle plate
+    parts = [
+        _scored_pass(lvm, x, mask, 1, proposal, rank, fns, vectorised=False)
+        for _ in range(num_particles)
+    ]
+    return dataclasses.replace(concat_log_weights(parts), path="per-particle")
+
+
+#: What a failed vectorised pass says when the story does not broadcast over particles: Pyro's
+#: plate check, and :func:`site_log_prob`'s own.
+_NO_BROADCAST = ("Shape mismatch inside plate", "does not broadcast over the leading particle")
+
+
+def _scored_pass(
+    lvm: LatentVariableModel,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    num_particles: int,
+    proposal: str,
+    rank: int,
+    fns: tuple,
+    vectorised: bool,
+) -> LogWeights:
+    """One pass of guide and model over K particles, scored per particle and datum: under the
+    particle plate (``vectorised``), or a single particle (K = 1) with no plate at all.
+    ``fns`` is (model, guide, the minibatch's rows or None, the data scored)."""
+    model_fn, guide_fn, rows, num_data = fns
+    with lvm.scoped():
+        particles = (
+            pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
+            if vectorised
+            else contextlib.nullcontext()
+        )
         if proposal == "guide":
             with particles:
                 guide_tr = poutine.trace(guide_fn).get_trace(x, mask)

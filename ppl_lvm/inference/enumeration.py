@@ -291,7 +291,10 @@ class Enumeration(Engine):
             joint_sites = [k for k, (_, site) in marginals.items() if site["fn"].event_shape]
             log_px = exact_log_marginal(lvm, x, mask)  # (N,)
             log_q = None
-            if not joint_sites:
+            if not marginals:
+                # no latent site: nothing to draw; each of the S rows scores the data alone
+                samples, log_q = {}, x.new_zeros(num_samples, x.shape[0])
+            elif not joint_sites:
                 samples = exact_draws(lvm, x, mask, num_samples, temperature)
                 (name, (p, site)), *others = marginals.items()
                 if not others and samples[name].shape == (num_samples, *p.shape[:-1]):

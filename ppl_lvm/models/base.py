@@ -20,7 +20,9 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import transform_to
 
 from ..core.rng import fork_rng
 from ._subsample import declared_subsample
@@ -225,6 +227,24 @@ class _ModelMeta(type(PyroModule), abc.ABCMeta):
     mixins of :mod:`ppl_lvm.models.capabilities`, whose methods are abstract."""
 
 
+class _OuterParams(Messenger):
+    """Starts a ``pyro.param`` that the scoped store lacks from a copy of its value in the store
+    outside the scope (``outer``: that store's state), as Pyro's global store would give it."""
+
+    def __init__(self, outer: dict) -> None:
+        super().__init__()
+        self.outer = outer
+
+    def _pyro_param(self, msg: dict) -> None:
+        name, store = msg["name"], pyro.get_param_store()
+        if name in store or name not in self.outer["params"]:
+            return
+        constraint = self.outer["constraints"][name]
+        with torch.no_grad():
+            value = transform_to(constraint)(self.outer["params"][name]).clone()
+        store.setdefault(name, value, constraint)
+
+
 class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     """Base class of every generative story: a Pyro model and guide over ``(x, mask=None)``.
 
@@ -302,11 +322,15 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
 
         Module attributes (``PyroParam``, ``nn.Parameter``) stay local to the module, and any
         ``pyro.param`` statement in a user's function reads and writes a parameter store that
-        belongs to this model alone.
+        belongs to this model alone. A name this store lacks but the store outside holds (a
+        guide trained beforehand with plain ``pyro.infer.SVI``) starts from a copy of that
+        value, as ``pyro.param`` would return it; the outside store is never written.
         """
+        outer = pyro.get_param_store().get_state()
         with (
             pyro.settings.context(module_local_params=True),
             pyro.get_param_store().scope(self._param_state()),
+            _OuterParams(outer),
         ):
             yield
 

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import pyro
 import torch
 
 from .._typing import ModelLike, StoryFn
@@ -51,8 +52,11 @@ class FunctionModel(LatentVariableModel):
             raise TypeError(f"guide_fn must be callable or None, got {type(guide_fn).__name__}.")
         if not isinstance(data_plate, str) or not data_plate:
             raise TypeError(f"data_plate must be a plate's name (a str), got {data_plate!r}.")
-        self.model_fn = model_fn
-        self.guide_fn = guide_fn
+        # registered as plain submodules (their parameters are this model's), not adopted as
+        # Pyro submodules: an autoguide already run, e.g. trained with pyro.infer.SVI, keeps its
+        # own Pyro context (adopting it is an AssertionError in Pyro)
+        torch.nn.Module.__setattr__(self, "model_fn", model_fn)
+        torch.nn.Module.__setattr__(self, "guide_fn", guide_fn)
         self.has_guide = guide_fn is not None
         self.data_plate = data_plate
         self.story_kwargs = dict(story_kwargs or {})
@@ -72,7 +76,12 @@ class FunctionModel(LatentVariableModel):
                 "parameter named `mask`), but a mask was given; add a `mask=None` parameter and "
                 "wrap the likelihood with .mask(mask). The mask is never passed by position."
             )
-        return fn(x, **kwargs)
+        # The user's functions run as Pyro runs them, in global-parameter mode (inside the
+        # store that scoped() gives this model alone): a PyroModule the story calls but does not
+        # own, such as the GMM tutorial's AutoDelta inside full_guide, was built in that mode
+        # and has no local parameter state to enter.
+        with pyro.settings.context(module_local_params=False):
+            return fn(x, **kwargs)
 
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
         return self._call(self.model_fn, self._model_mask, "model", x, mask)

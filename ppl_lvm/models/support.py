@@ -10,13 +10,14 @@ support, entry by entry, skipping entries that the mask (``.mask(...)``, ``pouti
 from __future__ import annotations
 
 import pyro.distributions as dist
+import pyro.distributions.constraints as pyro_constraints
 import torch
 from torch.distributions import constraints
 
 from .base import LatentVariableModel, sample_sites
 from .capabilities import ValueValidation, has
 
-__all__ = ["check_values"]
+__all__ = ["check_values", "support_inside"]
 
 
 def _elementwise(support: constraints.Constraint) -> constraints.Constraint:
@@ -100,3 +101,69 @@ def check_values(
                 "the data (binarize 0/1 data, give integer codes for a Categorical), choose a "
                 "likelihood whose support holds them, or mask the entries that are missing."
             )
+
+
+# A set of reals as (lower, lower included, upper, upper included), or None when the support is
+# no interval of the line. Integer supports use the same bounds over the integers.
+_Bounds = tuple[torch.Tensor, bool, torch.Tensor, bool]
+_INF = float("inf")
+
+
+def _bounds(c: constraints.Constraint) -> _Bounds | None:
+    def t(v) -> torch.Tensor:
+        return torch.as_tensor(v, dtype=torch.float64)
+
+    if isinstance(c, type(constraints.real)):
+        return t(-_INF), False, t(_INF), False
+    if isinstance(c, constraints.greater_than):
+        return t(c.lower_bound), False, t(_INF), False
+    if isinstance(c, constraints.greater_than_eq):
+        return t(c.lower_bound), True, t(_INF), False
+    if isinstance(c, constraints.less_than):
+        return t(-_INF), False, t(c.upper_bound), False
+    if isinstance(c, constraints.interval):
+        return t(c.lower_bound), True, t(c.upper_bound), True
+    if isinstance(c, constraints.half_open_interval):
+        return t(c.lower_bound), True, t(c.upper_bound), False
+    if isinstance(c, type(constraints.boolean)):
+        return t(0), True, t(1), True
+    if isinstance(c, constraints.integer_interval):
+        return t(c.lower_bound), True, t(c.upper_bound), True
+    if isinstance(c, type(constraints.nonnegative_integer)):
+        return t(c.lower_bound), True, t(_INF), False
+    if isinstance(c, type(pyro_constraints.integer)):
+        return t(-_INF), False, t(_INF), False
+    return None
+
+
+def support_inside(inner: constraints.Constraint, outer: constraints.Constraint) -> bool:
+    """Whether every value of the support ``inner`` lies in ``outer``: a proposal from ``inner``
+    (a guide) stays where the density of ``outer`` (the model) is positive.
+
+    Sound on intervals of the line, open, closed or half open, and on integer ranges
+    (``GreaterThan(0)`` lies inside ``GreaterThanEq(0)``, ``Interval(0.2, 0.5)`` inside
+    ``unit_interval``, ``boolean`` inside ``IntegerInterval(0, 3)``, only ``real`` inside
+    ``real``); a continuous support never lies inside a discrete one nor the reverse; any other
+    support (``simplex``, ``lower_cholesky``, ...) only inside one of its own kind.
+    ``.to_event`` wrappers are looked through (event shapes are compared elsewhere).
+    """
+    inner, outer = _elementwise(inner), _elementwise(outer)
+    if inner is outer:
+        return True
+    if bool(inner.is_discrete) != bool(outer.is_discrete):
+        return False
+    a, b = _bounds(inner), _bounds(outer)
+    if a is None or b is None:
+        # no order to compare: the same kind of set, with the same bounds where it has any
+        return type(inner) is type(outer) and all(
+            torch.equal(torch.as_tensor(v), torch.as_tensor(getattr(outer, k)))
+            for k, v in vars(inner).items()
+            if isinstance(v, int | float) or torch.is_tensor(v)
+        )
+    (lo, lo_in, hi, hi_in), (olo, olo_in, ohi, ohi_in) = a, b
+    try:
+        low_ok = (lo > olo) | ((lo == olo) & (olo_in or not lo_in))
+        high_ok = (hi < ohi) | ((hi == ohi) & (ohi_in or not hi_in))
+        return bool((low_ok & high_ok).all())
+    except RuntimeError:  # bounds of shapes that do not broadcast: not comparable
+        return False
