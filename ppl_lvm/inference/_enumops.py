@@ -23,6 +23,7 @@ from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
+from ..core.data import Data, Mask, num_data, take_rows, zeros
 from ..core.errors import UnsupportedModelError
 from ..core.memory import check_fits, chunk_rows
 from ..models.base import (
@@ -190,11 +191,12 @@ def exact_log_marginal(
     states = enumerated_states(model, x, mask)
     per_datum = states * model.working_width(x)
     check_fits(per_datum, f"enumerating one datum of story '{model.name}'", budget)
-    rows = chunk_rows(x.shape[0], per_datum, budget)
-    if rows < x.shape[0]:
+    n = num_data(x)
+    rows = chunk_rows(n, per_datum, budget)
+    if rows < n:
         parts = [
-            _marginal_pass(model, x[sl], None if mask is None else mask[sl])
-            for sl in (slice(i, i + rows) for i in range(0, x.shape[0], rows))
+            _marginal_pass(model, take_rows(x, sl), take_rows(mask, sl))
+            for sl in (slice(i, i + rows) for i in range(0, n, rows))
         ]
         return torch.cat(parts)
     return _marginal_pass(model, x, mask)
@@ -202,12 +204,12 @@ def exact_log_marginal(
 
 def _marginal_pass(model: LatentVariableModel, x, mask) -> torch.Tensor:
     """One contraction of the enumerated factors for the data ``x`` (n, D): (n,)."""
-    if x.shape[0] == 1:
+    if num_data(x) == 1:
         # Pyro packs away dims of size 1, the data plate's included; score a copy beside it
         x, mask = twice(x, mask)
         return _marginal_pass(model, x, mask)[:1]
     tr = enum_trace(model, x, mask)
-    return log_marginal(tr, x.shape[0], _data_plate(model))
+    return log_marginal(tr, num_data(x), _data_plate(model))
 
 
 def enumerated_states(model: LatentVariableModel, x, mask, sites=None) -> int:
@@ -267,9 +269,10 @@ def exact_draws(lvm, x, mask, num_samples: int, temperature: int) -> dict[str, t
     return out
 
 
-def twice(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The single datum and a copy of it: (2, D)."""
-    return x.expand(2, -1), None if mask is None else mask.expand(2, -1)
+def twice(x: Data, mask: Mask) -> tuple[Data, Mask]:
+    """The single datum and a copy of it: (2, ...), every tensor of a dict alike."""
+    rows = torch.zeros(2, dtype=torch.long)
+    return take_rows(x, rows), take_rows(mask, rows)
 
 
 def site_marginals(
@@ -345,14 +348,15 @@ def replayed_posterior(
         (summed over the data, global sites included) otherwise.
     """
     s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
-    n = x.shape[0]
+    plate = _data_plate(lvm)
+    n = num_data(x)
     states = 1
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
     chunk = chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
-    first_x = x[:chunk]
-    first_m = None if mask is None else mask[:chunk]
+    first_x = take_rows(x, slice(0, chunk))
+    first_m = take_rows(mask, slice(0, chunk))
     rank = max(
         plate_nesting(lvm.trace(first_x, first_m)),
         plate_nesting(lvm.trace(first_x, first_m, "guide")),
@@ -360,15 +364,15 @@ def replayed_posterior(
     prank = rank + 1  # with the particle dim
     particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
     global_guide = None
-    global_log_p = global_log_q = x.new_zeros(s_draws)
+    global_log_p = global_log_q = zeros(x, s_draws)
     has_global = any(not info.local for info in sites.values())
     samples: dict[str, list[torch.Tensor]] = {}
     log_lik, local_log_p, local_log_q = [], [], []
     local_sites: list[str] = []
     for start in range(0, n, chunk):
-        xb = x[start : start + chunk]
-        mb = None if mask is None else mask[start : start + chunk]
-        nb = xb.shape[0]
+        xb = take_rows(x, slice(start, start + chunk))
+        mb = take_rows(mask, slice(start, start + chunk))
+        nb = num_data(xb)
         if nb == 1:  # Pyro packs away dims of size 1, the data plate's included: score a copy
             xb, mb = twice(xb, mb)
         guide = lvm.guide if global_guide is None else poutine.replay(lvm.guide, global_guide)
@@ -386,7 +390,7 @@ def replayed_posterior(
         model_tr.compute_log_prob()
         model_tr.pack_tensors()
         target = frozenset(
-            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[DATA_PLATE]}
+            {model_tr.plate_to_symbol[PARTICLE_PLATE], model_tr.plate_to_symbol[plate]}
         )
         sum_dims = set()
         local, local_latent = [], []
@@ -394,12 +398,12 @@ def replayed_posterior(
             sym = site["infer"].get("_enumerate_symbol")
             if sym is not None:
                 sum_dims.add(sym)
-            if any(f.name == DATA_PLATE for f in site["cond_indep_stack"]):
+            if any(f.name == plate for f in site["cond_indep_stack"]):
                 local.append(name)
                 if not site["is_observed"]:
                     local_latent.append(name)
             elif global_guide is None:
-                global_log_p = global_log_p + site_log_prob(site, prank, s_draws, xb.shape[0])[0]
+                global_log_p = global_log_p + site_log_prob(site, prank, s_draws, num_data(xb))[0]
         # a site with a single state leaves no enumerated dim after packing: nothing to draw
         single_state = [
             name
@@ -414,15 +418,15 @@ def replayed_posterior(
                 draws_tr = poutine.trace(sampler).get_trace(xb, mb)
         joint = _contract_sites(model_tr, local, sum_dims, target)
         prior = _contract_sites(model_tr, local_latent, sum_dims, target)
-        joint = _as_particle_data(joint, prank, s_draws, xb.shape[0])
-        prior = 0.0 if prior is None else _as_particle_data(prior, prank, s_draws, xb.shape[0])
+        joint = _as_particle_data(joint, prank, s_draws, num_data(xb))
+        prior = 0.0 if prior is None else _as_particle_data(prior, prank, s_draws, num_data(xb))
         log_lik.append((joint - prior)[:, :nb])
         local_log_p.append(joint[:, :nb])
-        lq = x.new_zeros(s_draws, xb.shape[0])
+        lq = zeros(x, s_draws, num_data(xb))
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0])
+            part, is_local = site_log_prob(site, prank, s_draws, num_data(xb))
             if is_local:
                 lq = lq + part
             elif global_guide is None:
@@ -440,9 +444,9 @@ def replayed_posterior(
                 v = site["value"].reshape((-1, *event))[0].expand(s_draws, nb, *event)
             elif model_tr.nodes[name]["infer"].get("_enumerate_symbol") is None:
                 # a local site the guide proposes (a continuous z): its replayed draw
-                v = particle_value(guide_tr.nodes[name], prank, True)[:, :nb]
+                v = particle_value(guide_tr.nodes[name], prank, True, plate)[:, :nb]
             else:
-                v = particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
+                v = particle_value(draws_tr.nodes[name], prank, True, plate)[:, :nb]
             samples.setdefault(name, []).append(v)
         if global_guide is None:
             # later chunks replay these global draws, so every datum sees the same θ_s (also
@@ -450,7 +454,7 @@ def replayed_posterior(
             global_guide = poutine.Trace()
             for gname, site in guide_tr.nodes.items():
                 if site["type"] == "sample" and not any(
-                    f.name == DATA_PLATE for f in site["cond_indep_stack"]
+                    f.name == plate for f in site["cond_indep_stack"]
                 ):
                     global_guide.add_node(gname, **site)
     s = num_samples

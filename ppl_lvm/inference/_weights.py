@@ -7,7 +7,7 @@ pass of guide and model scores all of them; there is no Python loop over particl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 import pyro
@@ -17,6 +17,7 @@ from torch.distributions import constraints
 
 from .._typing import ModelLike
 from ..core.checks import check_data
+from ..core.data import all_observed, num_data, take_rows, zeros
 from ..core.errors import ModelGuideMismatchError
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, chunk_rows, current_budget
@@ -109,6 +110,19 @@ def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, S
         )
 
 
+def _refuse_ignored_mask(trace: poutine.Trace, by_key: bool) -> None:
+    """A mask was given and hides something: every observed site must honour it, or, for a
+    dict ``x`` (whose mask covers some keys, so some sites rightly ignore it), at least one."""
+    observed = [site for _, site in sample_sites(trace) if site["is_observed"]]
+    ignoring = [site["name"] for site in observed if not _honours_mask(site)]
+    if ignoring and (not by_key or len(ignoring) == len(observed)):
+        raise ValueError(
+            f"a mask was given but observed site '{ignoring[0]}' ignores it, so missing "
+            "entries would be scored as if observed; wrap its distribution with .mask(mask) "
+            "(before .to_event), or pass obs_mask= to pyro.sample."
+        )
+
+
 def _honours_mask(site: dict) -> bool:
     if site.get("mask") is not None:
         return True
@@ -139,15 +153,19 @@ def site_log_prob(
     # the story mixed the particle dim into another plate's position and would be summed wrongly.
     sizes = {rank + f.dim: f.size for f in site["cond_indep_stack"] if f.vectorized}
     expected = tuple(sizes.get(d, 1) for d in range(rank))
-    if any(have not in (1, want) for have, want in zip(lp.shape, expected, strict=True)):
+    # a plate of size -1 (``pyro.plate("data")`` with no size) takes its size by broadcasting
+    if any(
+        have not in (1, want) and want != -1 for have, want in zip(lp.shape, expected, strict=True)
+    ):
         raise ValueError(
             f"site '{site['name']}' has log-prob shape {tuple(lp.shape)} where its plates allow "
             f"{expected}: the story does not broadcast over the leading particle dimension. "
             "Index from the right (x[..., i], .sum(-1, keepdim=True)) so that extra leading "
             "dims pass through."
         )
-    local = any(f.name == data_plate for f in site["cond_indep_stack"])
-    keep = (0, rank - 1) if local else (0,)
+    dims = [f.dim for f in site["cond_indep_stack"] if f.name == data_plate]
+    local = bool(dims)
+    keep = (0, rank + dims[0]) if local else (0,)
     inner = tuple(d for d in range(rank) if d not in keep)
     if inner:
         lp = lp.sum(inner)
@@ -155,14 +173,18 @@ def site_log_prob(
     return lp.expand(target), local
 
 
-def particle_value(site: dict, rank: int, local: bool) -> torch.Tensor:
+def particle_value(
+    site: dict, rank: int, local: bool, data_plate: str = DATA_PLATE
+) -> torch.Tensor:
     """A site's value as (K, N, ...) for a local site or (K, ...) for a global one."""
     v = site["value"]
     # the value, not fn.batch_shape: a replayed site keeps the guide's particle-shaped value
     nb = v.dim() - len(site["fn"].event_shape)
     v = v.reshape((1,) * (rank - nb) + tuple(v.shape))
     if local:
-        v = v.movedim(rank - 1, 1)
+        # the data plate's dim (-1 unless the story puts it elsewhere) becomes dim 1
+        dim = next((f.dim for f in site["cond_indep_stack"] if f.name == data_plate), -1)
+        v = v.movedim(rank + dim, 1)
     start = 2 if local else 1
     # plates of size one that the site does not use would only clutter the draws
     for d in reversed(range(start, rank)):
@@ -243,7 +265,7 @@ def log_weights(
         raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
     lvm: LatentVariableModel = as_model(model)
     x, mask = check_data(x, mask)
-    num_data = x.shape[0]
+    n = num_data(x)
 
     if fast and proposal == "guide" and has(lvm, ParticleLogWeights):
         if validate:
@@ -265,14 +287,8 @@ def log_weights(
             model_sites = lvm.sites(x, mask)
             if proposal == "guide":
                 check_model_guide(model_sites, lvm.sites(x, mask, "guide"))
-            if mask is not None and not bool(mask.all()):
-                for _, site in sample_sites(model_tr0):
-                    if site["is_observed"] and not _honours_mask(site):
-                        raise ValueError(
-                            f"a mask was given but observed site '{site['name']}' ignores it, so "
-                            "missing entries would be scored as zeros; wrap its distribution "
-                            "with .mask(mask) (before .to_event)."
-                        )
+            if not all_observed(mask):
+                _refuse_ignored_mask(model_tr0, isinstance(mask, Mapping))
         rank += 1  # the particle dim
         particles = pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
         if proposal == "guide":
@@ -289,15 +305,15 @@ def log_weights(
             guide_tr = None
         model_tr.compute_log_prob()
 
-    zeros_local = x.new_zeros(num_particles, num_data)
-    zeros_global = x.new_zeros(num_particles)
+    zeros_local = zeros(x, num_particles, n)
+    zeros_global = zeros(x, num_particles)
     log_p, log_q, log_lik, log_q_score = zeros_local, zeros_local, zeros_local, None
     g_log_p, g_log_q = zeros_global, zeros_global
     samples: dict[str, torch.Tensor] = {}
     local_sites: list[str] = []
 
     for name, site in sample_sites(model_tr):
-        lp, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+        lp, local = site_log_prob(site, rank, num_particles, n, lvm.data_plate)
         if local:
             log_p = log_p + lp
             if site["is_observed"]:
@@ -305,7 +321,7 @@ def log_weights(
         else:
             g_log_p = g_log_p + lp
         if not site["is_observed"]:
-            samples[name] = particle_value(site, rank, local)
+            samples[name] = particle_value(site, rank, local, lvm.data_plate)
             if local:
                 local_sites.append(name)
             if proposal == "prior" and not site["infer"].get("is_auxiliary", False):
@@ -317,7 +333,7 @@ def log_weights(
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            lq, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+            lq, local = site_log_prob(site, rank, num_particles, n, lvm.data_plate)
             if local:
                 log_q = log_q + lq
                 if not getattr(site["fn"], "has_rsample", False):
@@ -410,11 +426,12 @@ def log_weights_in_chunks(
     check_fits(width, f"one particle of one datum of story '{model.name}'", budget)
     limit = current_budget(budget)
     per_pass = num_particles if rows_per_chunk is not None else min(num_particles, limit // width)
-    rows = rows_per_chunk or chunk_rows(x.shape[0], per_pass * width, budget)
+    n = num_data(x)
+    rows = rows_per_chunk or chunk_rows(n, per_pass * width, budget)
     first = True
-    for start in range(0, x.shape[0], rows):
-        sl = slice(start, min(start + rows, x.shape[0]))
-        xb, mb = x[sl], None if mask is None else mask[sl]
+    for start in range(0, n, rows):
+        sl = slice(start, min(start + rows, n))
+        xb, mb = take_rows(x, sl), take_rows(mask, sl)
         parts = []
         for k0 in range(0, num_particles, per_pass):
             parts.append(

@@ -95,8 +95,10 @@ class Engine(abc.ABC):
         """Raise :class:`UnsupportedModelError` if this engine cannot handle the story."""
         if self.needs_guide and not model.has_guide:
             raise UnsupportedModelError(
-                f"{self.name} needs a guide, and story '{model.name}' has none; pass guide_fn "
-                "to ppl_lvm.models.from_functions."
+                f"{self!r} needs a guide, and story '{model.name}' has none; pass guide_fn "
+                "to ppl_lvm.models.from_functions, or use an engine that needs none: "
+                "ImportanceSampling(proposal='prior'), or Enumeration where every local latent "
+                "is discrete."
             )
         for info in sites.values():
             if info.observed or not info.local:

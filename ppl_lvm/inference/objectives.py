@@ -23,6 +23,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 
+from ..core.data import num_data as rows_of  # `num_data` is N here, an argument
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.stats import iwae_bound
@@ -133,7 +134,7 @@ class Objective:
         enumerated : bool
             Whether the story enumerates discrete sites (Pyro's ``TraceEnum_ELBO`` then).
         """
-        scale = num_data / xb.shape[0]
+        scale = num_data / rows_of(xb)
         if not enumerated:
             with lvm.scoped():
                 direct = self.direct_step(lvm, xb, mb, scale)

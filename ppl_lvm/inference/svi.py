@@ -24,6 +24,7 @@ import torch
 
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
+from ..core.data import num_data, take_rows
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
@@ -230,8 +231,8 @@ class SVI(Engine):
                 lvm, x, mask, num_particles=num_particles, keep_samples=False
             )
             for rows, lw in chunks:
-                mb = None if mask is None else mask[rows]
-                per = self._objective.per_datum(lvm, lw, x[rows], mb, x.shape[0])
+                xb, mb = take_rows(x, rows), take_rows(mask, rows)
+                per = self._objective.per_datum(lvm, lw, xb, mb, num_data(x))
                 out.append(per.detach())
         return torch.cat(out)
 
@@ -296,7 +297,8 @@ class SVI(Engine):
             with torch.no_grad(), seeded(seed):
                 out = replayed_posterior(lvm, x, mask, sites, k)
             total = (out["log_p"] - out["log_q"]).mean()
-            per = (total / x.shape[0]).expand(x.shape[0]).clone()
+            n = num_data(x)
+            per = (total / n).expand(n).clone()
             return Evidence(per_datum=per, kind="lower_bound", engine=self.name, num_particles=k)
         with torch.no_grad(), seeded(seed):
             per = self._per_datum(lvm, x, mask, k)

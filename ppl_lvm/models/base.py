@@ -22,6 +22,7 @@ import torch
 from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
+from ..core.data import data_key, num_data, width
 from ..core.rng import fork_rng
 
 __all__ = [
@@ -132,12 +133,8 @@ def _site_info(site: dict, num_data: int, data_plate: str = DATA_PLATE) -> SiteI
     local = bool(data_frames)
     if local:
         frame = data_frames[0]
-        if frame.dim != -1:
-            raise ValueError(
-                f"site '{site['name']}' sits in plate '{data_plate}' at dim {frame.dim}; "
-                f"the data plate must be at dim -1: write pyro.plate('{data_plate}', N, dim=-1)."
-            )
-        if frame.size != num_data:
+        # size -1: a plate with no size given, sized by broadcasting against the data
+        if frame.size not in (num_data, -1):
             raise ValueError(
                 f"plate '{data_plate}' has size {frame.size} at site '{site['name']}' but x has "
                 f"{num_data} rows; size the data plate with len(x)."
@@ -249,6 +246,10 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     #: declare it; a user's story is re-traced every time.
     static_structure: bool = False
 
+    #: Whether the story takes a dict ``x`` (tensors that share N, with a mask dict that mirrors
+    #: it). A user's story does; the built-in models take one (N, D) tensor.
+    accepts_dict_data: bool = False
+
     def __init__(self, name: str = "") -> None:
         # Built in local-parameter mode so that submodules (networks, autoguides) called inside
         # scoped() find a parameter state of their own model, never Pyro's global store.
@@ -267,10 +268,10 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         """Numbers the widest tensor of one model/guide pass holds per particle and datum.
 
         Engines divide the memory budget by it (times the enumerated states) to size their
-        chunks before they allocate. The default is the width of one datum; a model with wider
-        hidden layers says so.
+        chunks before they allocate. The default is the width of one datum (summed over the
+        tensors of a dict ``x``); a model with wider hidden layers says so.
         """
-        return max(1, math.prod(x.shape[1:]))
+        return width(x)
 
     def capability_enabled(self, capability: type) -> bool:
         """Whether a capability this model's class declares holds for this instance; see
@@ -361,17 +362,17 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
                 f"{self.name} has no guide. Pass guide_fn to from_functions, or use an engine "
                 "that needs none (Enumeration, or ImportanceSampling with proposal='prior')."
             )
-        key = (which, tuple(x.shape), x.dtype, x.device, mask is None)
+        key = (which, data_key(x, mask))
         cache = self.__dict__.setdefault("_ppl_sites_cache", {})
         if self.static_structure and key in cache:
             return cache[key]
         tr = self.trace(x, mask, which)
         out = {
-            name: _site_info(site, x.shape[0], self.data_plate)
+            name: _site_info(site, num_data(x), self.data_plate)
             for name, site in sample_sites(tr)
             if not site["infer"].get("is_auxiliary", False)
         }
-        _check_data_plate(self, out, tr, x.shape[0])
+        _check_data_plate(self, out, tr, num_data(x))
         if self.static_structure:
             cache[key] = out
         return out
@@ -379,7 +380,7 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     def guide_structure(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> GuideStructure:
         """What kind of proposal the guide is, from one trace of it (cached per shape for a
         model whose structure is static); see :class:`GuideStructure`."""
-        key = ("guide_structure", tuple(x.shape), x.dtype, x.device, mask is None)
+        key = ("guide_structure", data_key(x, mask))
         cache = self.__dict__.setdefault("_ppl_sites_cache", {})
         if self.static_structure and key in cache:
             return cache[key]
