@@ -379,8 +379,8 @@ def compare(
     # bad data fail once, here, rather than as one identical refusal per engine; and the
     # story is coerced once, so every engine sees the same object and the same parameters
     # (a (model_fn, guide_fn) pair would otherwise get fresh pyro.param values per engine)
-    x, mask = check_data(x, mask)
     lvm = as_model(model)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
     x = conform_data(lvm, x)
     check_values(lvm, x, mask)
     rows, labels = [], set()

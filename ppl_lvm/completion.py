@@ -113,7 +113,7 @@ def complete(
     lvm = as_model(model)
     if mask is None:
         raise ValueError("complete needs a mask (True = observed) saying what to fill in.")
-    x, mask = check_data(x, mask)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
     if lvm.dim is not None and isinstance(x, torch.Tensor) and x.shape[-1] != lvm.dim:
         raise ValueError(
             f"x has {x.shape[-1]} features per datum but {lvm.name} was built for "

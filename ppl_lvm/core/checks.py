@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -11,7 +11,9 @@ import torch
 from .data import Data, Mask, entries, fill_masked, fully_masked
 
 
-def check_data(x: Data, mask: Mask = None) -> tuple[Data, Mask]:
+def check_data(
+    x: Data, mask: Mask = None, *, fill: Literal["observed", "zero"] = "observed"
+) -> tuple[Data, Mask]:
     """Validate the data and their mask, and fill the masked-out entries.
 
     Parameters
@@ -24,15 +26,19 @@ def check_data(x: Data, mask: Mask = None) -> tuple[Data, Mask]:
         True where an entry is observed; ``None`` means every entry is observed. For a dict
         ``x``, a dict holding masks for some of its keys (a key left out is fully observed),
         each of its tensor's shape.
+    fill : {"observed", "zero"}
+        What a masked entry becomes: a value some datum has (see below), or 0, what the
+        built-in models and their encoders expect (``LatentVariableModel.masked_fill``).
 
     Returns
     -------
     x : torch.Tensor or dict
-        ``x`` (a new dict for a dict) with each masked-out entry filled by
-        :func:`~ppl_lvm.core.data.fill_masked`: the value of the first fully observed datum
-        (else its column's first observed value, else 0). So no NaN reaches a log-density or its
-        gradient (a NaN multiplied by a zero mask still poisons the gradient), and a discrete
-        observation's masked entry lies in its support (a one-hot label stays one-hot).
+        ``x`` (a new dict for a dict) with each masked-out entry filled: with ``"observed"``
+        by :func:`~ppl_lvm.core.data.fill_masked`, the value of the first fully observed datum
+        (else its column's first observed value, else 0), so that a discrete observation's
+        masked entry lies in its support (a one-hot label stays one-hot); with ``"zero"`` by 0.
+        Either way no NaN reaches a log-density or its gradient (a NaN multiplied by a zero
+        mask still poisons the gradient).
     mask : torch.Tensor, dict or None
         The mask on ``x``'s device; ``None`` stays ``None``, and so does an empty dict.
 
@@ -46,8 +52,10 @@ def check_data(x: Data, mask: Mask = None) -> tuple[Data, Mask]:
         If ``x`` is a scalar or empty, a dict is empty or its tensors do not share N, a mask
         names a key ``x`` lacks or has another shape, or an observed entry is NaN or inf.
     """
+    if fill not in ("observed", "zero"):
+        raise ValueError(f"fill must be 'observed' or 'zero', got {fill!r}.")
     if isinstance(x, Mapping):
-        return _check_dict(x, mask)
+        return _check_dict(x, mask, fill)
     if isinstance(mask, Mapping):
         raise TypeError(
             "mask is a dict but x is a tensor; a dict mask goes with a dict x (one mask per "
@@ -63,7 +71,7 @@ def check_data(x: Data, mask: Mask = None) -> tuple[Data, Mask]:
         raise TypeError(
             f"x must be floating point, got dtype {x.dtype}; convert it with x.float()."
         )
-    return _check_entry(x, mask, "x")
+    return _check_entry(x, mask, "x", fill)
 
 
 def _as_tensor(value: Any) -> Any:
@@ -72,7 +80,7 @@ def _as_tensor(value: Any) -> Any:
     return value
 
 
-def _check_dict(x: Mapping, mask: Mask) -> tuple[dict, dict | None]:
+def _check_dict(x: Mapping, mask: Mask, fill: str) -> tuple[dict, dict | None]:
     if not x:
         raise ValueError("x is an empty dict; give at least one tensor of shape (N, ...).")
     if mask is not None and not isinstance(mask, Mapping):
@@ -98,7 +106,7 @@ def _check_dict(x: Mapping, mask: Mask) -> tuple[dict, dict | None]:
             )
         if value.is_complex():
             raise TypeError(f"{name} has complex dtype {value.dtype}; give real values.")
-        out[key], m = _check_entry(value, mask.get(key), name)
+        out[key], m = _check_entry(value, mask.get(key), name, fill)
         if m is not None:
             masks[key] = m
         sizes[key] = int(value.shape[0])
@@ -111,7 +119,7 @@ def _check_dict(x: Mapping, mask: Mask) -> tuple[dict, dict | None]:
 
 
 def _check_entry(
-    x: torch.Tensor, mask: torch.Tensor | None, name: str
+    x: torch.Tensor, mask: torch.Tensor | None, name: str, fill: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One tensor of the data (floating, or in a dict integer or bool) and its mask."""
     if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
@@ -147,7 +155,9 @@ def _check_entry(
         mask = mask.to(x.device)
     if x.is_floating_point():
         _refuse_nonfinite(x, mask, name)
-    if mask is not None:
+    if mask is not None and fill == "zero":
+        x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    elif mask is not None:
         x = fill_masked(x, mask)
     return x, mask
 

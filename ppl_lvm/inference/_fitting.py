@@ -83,7 +83,7 @@ def fit_by_gradient(
     val = None
     if validation is not None:
         vx, vm = validation if isinstance(validation, tuple) else (validation, None)
-        vx, vm = check_data(vx, vm)
+        vx, vm = check_data(vx, vm, fill=lvm.masked_fill)
         vx = conform_data(lvm, vx)  # a wrong width fails here, before any training
         check_values(lvm, vx, vm)
         val = (to_device(vx, dev), to_device(vm, dev))

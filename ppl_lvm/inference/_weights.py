@@ -264,7 +264,7 @@ def log_weights(
     if proposal not in ("guide", "prior"):
         raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
     lvm: LatentVariableModel = as_model(model)
-    x, mask = check_data(x, mask)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
     n = num_data(x)
 
     if fast and proposal == "guide" and has(lvm, ParticleLogWeights):

@@ -76,7 +76,7 @@ class Engine(abc.ABC):
             For data the story cannot score, naming the problem and the fix.
         """
         lvm = as_model(model)
-        x, mask = check_data(x, mask)
+        x, mask = check_data(x, mask, fill=lvm.masked_fill)
         x = conform_data(lvm, x)
         sites = lvm.sites(x, mask)
         self.check_supported(lvm, sites)

@@ -222,8 +222,8 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     Subclasses implement :meth:`model` and :meth:`guide`. Both take ``x`` of shape ``(N, D)``
     and an optional bool ``mask`` of the same shape (True = observed), and put everything that
     is one-per-datum inside ``pyro.plate("data", N, dim=-1)``. Entries of ``x`` where the mask is
-    False are zero-filled by the engines and must not influence the likelihood: wrap the
-    likelihood with ``.mask(mask)``.
+    False are filled by the engines (zero-filled, see :attr:`masked_fill`) and must not
+    influence the likelihood: wrap the likelihood with ``.mask(mask)``.
 
     Parameters of a built-in model belong to the model object itself, never to Pyro's global
     parameter store, so two models in one process cannot share or clobber each other's values.
@@ -249,6 +249,12 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     #: Whether the story takes a dict ``x`` (tensors that share N, with a mask dict that mirrors
     #: it). A user's story does; the built-in models take one (N, D) tensor.
     accepts_dict_data: bool = False
+
+    #: What the engines put in the masked-out entries of ``x`` before the model sees them
+    #: (:func:`~ppl_lvm.core.checks.check_data`): 0 for the built-in models, whose encoders
+    #: take zero-filled data; a value some datum has (``"observed"``) for a user's story, so a
+    #: masked discrete observation stays inside its support (a one-hot label stays one-hot).
+    masked_fill: Literal["observed", "zero"] = "zero"
 
     def __init__(self, name: str = "") -> None:
         # Built in local-parameter mode so that submodules (networks, autoguides) called inside

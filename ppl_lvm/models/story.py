@@ -58,6 +58,7 @@ class FunctionModel(LatentVariableModel):
         self.story_kwargs = dict(story_kwargs or {})
         self._name = name or getattr(model_fn, "__name__", "story")
         self.accepts_dict_data = True
+        self.masked_fill = "observed"
         self._model_mask = _mask_parameter(model_fn)
         self._guide_mask = "none" if guide_fn is None else _mask_parameter(guide_fn)
 
@@ -107,7 +108,11 @@ def from_functions(
     ----------
     model_fn : callable
         ``model_fn(x, mask=None)``; one-per-datum sites go in ``pyro.plate("data", len(x))``.
-        A function of ``x`` alone is accepted for fully observed data.
+        A function of ``x`` alone is accepted for fully observed data. ``x`` is what the user
+        passed the engine: a tensor (N, ...) or, as is, a dict of tensors that share N (images
+        and labels, sequences and lengths), with ``mask`` None, a bool tensor, or a dict of
+        masks for some keys. A masked entry holds a value some datum has (the first fully
+        observed one's), never NaN and never outside a discrete observation's support.
     guide_fn : callable, optional
         ``guide_fn(x, mask=None)`` with a sample site for every latent site of the model.
     name : str, optional
