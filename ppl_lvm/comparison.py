@@ -25,6 +25,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from ._typing import ModelLike
 from .core.checks import check_data
+from .core.data import num_data
 from .core.errors import ModelGuideMismatchError, UnsupportedModelError
 from .core.results import Evidence
 from .inference import Engine, available, create, spec
@@ -378,8 +379,8 @@ def compare(
     # bad data fail once, here, rather than as one identical refusal per engine; and the
     # story is coerced once, so every engine sees the same object and the same parameters
     # (a (model_fn, guide_fn) pair would otherwise get fresh pyro.param values per engine)
-    x, mask = check_data(x, mask)
     lvm = as_model(model)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
     x = conform_data(lvm, x)
     check_values(lvm, x, mask)
     rows, labels = [], set()
@@ -397,8 +398,8 @@ def compare(
             ev, note = None, f"{type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - start
         rows.append(_row(label, ev, seconds, note))
-    result = Comparison(rows=rows, figure=None, model=lvm.name, num_data=x.shape[0], seed=seed)
+    result = Comparison(rows=rows, figure=None, model=lvm.name, num_data=num_data(x), seed=seed)
     if out is None:
         return result
     figure = result.plot(Path(out) / "compare.png", title=title)
-    return Comparison(rows=rows, figure=figure, model=lvm.name, num_data=x.shape[0], seed=seed)
+    return Comparison(rows=rows, figure=figure, model=lvm.name, num_data=num_data(x), seed=seed)

@@ -113,8 +113,8 @@ def complete(
     lvm = as_model(model)
     if mask is None:
         raise ValueError("complete needs a mask (True = observed) saying what to fill in.")
-    x, mask = check_data(x, mask)
-    if lvm.dim is not None and x.shape[-1] != lvm.dim:
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
+    if lvm.dim is not None and isinstance(x, torch.Tensor) and x.shape[-1] != lvm.dim:
         raise ValueError(
             f"x has {x.shape[-1]} features per datum but {lvm.name} was built for "
             f"dim={lvm.dim}; pass data of shape (N, dim)."

@@ -32,6 +32,7 @@ from .core.arviz_bridge import (
     loo_waic,
     to_inference_data,
 )
+from .core.data import take_rows
 from .core.errors import UnsupportedModelError
 from .core.results import FitResult
 from .core.stats import pareto_khat
@@ -443,7 +444,7 @@ def choose_components(
     fit_kwargs = dict(fit_kwargs or {})
     models = {k: as_model(make_model(k)) for k in ks}
     for k, lvm in models.items():
-        sites = lvm.sites(x[:2], None if mask is None else mask[:2])
+        sites = lvm.sites(take_rows(x, slice(0, 2)), take_rows(mask, slice(0, 2)))
         if not any(s.latent and not s.local for s in sites.values()):
             raise ValueError(
                 f"make_model({k}) gave {lvm.name} without global latent sites: with point "

@@ -47,10 +47,6 @@ REFUSALS = (UnsupportedModelError, ModelGuideMismatchError)
 
 # What goes wrong today, one line each; every failing (story, engine) below is a strict xfail of
 # issue 13 with one of these reasons, so it turns red once the bug is fixed.
-DICT_X = (
-    "x given as a dict of tensors that share N (sequences and lengths, images and labels, y and "
-    "sigma) is refused: TypeError 'x must be a torch.Tensor of shape (N, D), got dict'"
-)
 PARTICLE_INDEXING = (
     "the story's plain indexing (locs[assignment], weights.expand((N,) + weights.shape), LDA's "
     "topic_words[word_topics]) does not broadcast over the particle plate: 'Shape mismatch' or "
@@ -66,76 +62,27 @@ EXPAND_INDEXING = (
     "mismatch inside plate('data') at site obs dim -1, 5 vs 2' in SVI's path for global latents "
     "(replayed_posterior), which has no per-particle fallback yet (log_weights has one)"
 )
-FULL_GUIDE_BLOCK = (
-    "crashes with AttributeError: '_Context' object has no attribute 'param_state' on the "
-    "tutorial's poutine.block(hide_types=['param']) around the AutoDelta in full_guide"
-)
 ADVICE_LOC_X_INDEXING = (
     "the refusal advises SVI('elbo'), which crashes on the tutorial's loc[x] indexing under "
     "particles (Shape mismatch inside plate('data'), 10 vs 3)"
 )
 
 XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
-    ("gmm_tutorial_map", "is-prior"): PARTICLE_INDEXING,
-    ("gmm_tutorial_full_guide", "is-prior"): PARTICLE_INDEXING,
-    ("enumeration_tutorial_gmm", "is-prior"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
     ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("ss_vae_m2", "enumeration"): DICT_X,
-    ("ss_vae_m2", "is-prior"): DICT_X,
-    ("ss_vae_m2", "is-guide"): DICT_X,
-    ("ss_vae_m2", "svi-elbo"): DICT_X,
-    ("ss_vae_m2", "svi-iwae"): DICT_X,
-    ("hmm_model_1", "enumeration"): DICT_X,
-    ("hmm_model_1", "is-prior"): DICT_X,
-    ("hmm_model_1", "is-guide"): DICT_X,
-    ("hmm_model_1", "svi-elbo"): DICT_X,
-    ("hmm_model_1", "svi-iwae"): DICT_X,
-    ("eight_schools_numpyro", "enumeration"): DICT_X,
-    ("eight_schools_numpyro", "is-prior"): DICT_X,
-    ("eight_schools_numpyro", "is-guide"): DICT_X,
-    ("eight_schools_numpyro", "svi-elbo"): DICT_X,
-    ("eight_schools_numpyro", "svi-iwae"): DICT_X,
     ("enumeration_tutorial_gmm", "svi-iwae"): LOC_X_INDEXING,
     ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
 }
 XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
-    ("gmm_tutorial_map", "is-prior"): PARTICLE_INDEXING,
-    ("gmm_tutorial_full_guide", "is-prior"): PARTICLE_INDEXING,
-    ("enumeration_tutorial_gmm", "is-prior"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
     ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("ss_vae_m2", "is-prior"): DICT_X,
-    ("ss_vae_m2", "is-guide"): DICT_X,
-    ("ss_vae_m2", "svi-elbo"): DICT_X,
-    ("ss_vae_m2", "svi-iwae"): DICT_X,
-    ("hmm_model_1", "enumeration"): DICT_X,
-    ("hmm_model_1", "is-prior"): DICT_X,
-    ("eight_schools_numpyro", "is-prior"): DICT_X,
-    ("eight_schools_numpyro", "is-guide"): DICT_X,
-    ("eight_schools_numpyro", "svi-elbo"): DICT_X,
-    ("eight_schools_numpyro", "svi-iwae"): DICT_X,
     ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
 }
 XFAIL_ADVICE: dict[tuple[str, str], str] = {
-    ("gmm_tutorial_map", "enumeration"): PARTICLE_INDEXING,
-    ("gmm_tutorial_map", "is-guide"): PARTICLE_INDEXING,
-    ("gmm_tutorial_map", "svi-elbo"): PARTICLE_INDEXING,
-    ("gmm_tutorial_map", "svi-iwae"): PARTICLE_INDEXING,
-    ("gmm_tutorial_full_guide", "enumeration"): PARTICLE_INDEXING,
-    ("gmm_tutorial_full_guide", "is-guide"): FULL_GUIDE_BLOCK,
-    ("gmm_tutorial_full_guide", "svi-elbo"): FULL_GUIDE_BLOCK,
-    ("gmm_tutorial_full_guide", "svi-iwae"): FULL_GUIDE_BLOCK,
-    ("enumeration_tutorial_gmm", "enumeration"): PARTICLE_INDEXING,
     ("enumeration_tutorial_gmm", "svi-iwae"): ADVICE_LOC_X_INDEXING,
-    ("ss_vae_m2", "enumeration"): DICT_X,
-    ("hmm_model_1", "is-guide"): DICT_X,
-    ("hmm_model_1", "svi-elbo"): DICT_X,
-    ("hmm_model_1", "svi-iwae"): DICT_X,
     ("lda_small", "enumeration"): PARTICLE_INDEXING,
-    ("eight_schools_numpyro", "enumeration"): DICT_X,
 }
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .data import entries, mask_entry
+
 if TYPE_CHECKING:
     import arviz
     import pandas
@@ -81,14 +83,7 @@ def _check_chains(posteriors: Sequence[Posterior]) -> None:
                     f"{tuple(first.samples[name].shape)} in chain 0; every chain needs the same "
                     "number of draws (pass the same num_samples) and the same data."
                 )
-        same_mask = (post.mask is None) == (first.mask is None) and (
-            post.mask is None or torch.equal(post.mask.cpu(), first.mask.cpu())
-        )
-        if (
-            post.x.shape != first.x.shape
-            or not torch.equal(post.x.cpu(), first.x.cpu())
-            or not same_mask
-        ):
+        if not (_same_data(post.x, first.x) and _same_data(post.mask, first.mask)):
             raise ValueError(
                 f"chain {c} conditions on other data than chain 0; chains are runs of one "
                 "model on the same x and mask."
@@ -134,7 +129,8 @@ def to_inference_data(
         posterior's ``log_weights`` (before resampling), else ``log_p - log_q``. Each is
         ``(chain, draw, datum)`` or ``(chain, draw)``. ArviZ never applies these weights.
     observed_data
-        ``x`` as ``(datum, feature)``, with NaN at the entries the mask hides.
+        ``x`` as ``(datum, feature)``, with NaN at the entries the mask hides; for a dict ``x``
+        one variable per key, each ``(datum, <key>_dim_0, ...)``.
 
     Parameters
     ----------
@@ -207,18 +203,35 @@ def to_inference_data(
             stats, dims={k: ["datum"] if v.ndim == 3 else [] for k, v in stats.items()}
         )
 
-    x = _numpy(first.x).astype(np.float64)
-    if first.mask is not None:
-        x = np.where(_numpy(first.mask), x, np.nan)
-    groups["observed_data"] = az.dict_to_dataset(
-        {"x": x},
-        dims={
-            "x": ["datum"]
-            + (["feature"] if x.ndim == 2 else [f"x_dim_{i}" for i in range(x.ndim - 1)])
-        },
-        default_dims=[],
-    )
+    observed, dims = {}, {}
+    for key, value in entries(first.x):
+        name = "x" if key is None else str(key)
+        x = _numpy(value).astype(np.float64)
+        m = mask_entry(first.mask, key)
+        if m is not None:
+            x = np.where(_numpy(m), x, np.nan)
+        observed[name] = x
+        # the keys of a dict have trailing shapes of their own, so each its own dim names
+        if key is None and x.ndim == 2:
+            trailing = ["feature"]
+        else:
+            trailing = [f"{name}_dim_{i}" for i in range(x.ndim - 1)]
+        dims[name] = ["datum", *trailing]
+    groups["observed_data"] = az.dict_to_dataset(observed, dims=dims, default_dims=[])
     return az.InferenceData(**groups)
+
+
+def _same_data(a, b) -> bool:
+    """Whether two chains' data (or masks) are the same: keys, shapes and every value."""
+    if (a is None) != (b is None):
+        return False
+    if a is None:
+        return True
+    ea, eb = entries(a), entries(b)
+    return [k for k, _ in ea] == [k for k, _ in eb] and all(
+        u.shape == v.shape and torch.equal(u.cpu(), v.cpu())
+        for (_, u), (_, v) in zip(ea, eb, strict=True)
+    )
 
 
 def _good_k(num_samples: int) -> float:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .arviz_bridge import to_inference_data
+from .data import Data, Mask, num_data
 from .rng import seeded
 
 if TYPE_CHECKING:
@@ -33,9 +34,10 @@ class Posterior:
         site is local, jointly ``(S,)`` otherwise. None means the draws are equally weighted.
     probs : Mapping[str, torch.Tensor]
         Exact posterior probabilities of finite discrete sites, shape ``(N, num_states)``.
-    x : torch.Tensor of shape (N, D)
-        The data conditioned on (masked-out entries zero-filled).
-    mask : torch.Tensor of shape (N, D) or None
+    x : torch.Tensor of shape (N, ...), or dict of such tensors that share N
+        The data conditioned on (masked-out entries filled, see
+        :func:`~ppl_lvm.core.checks.check_data`).
+    mask : torch.Tensor of x's shape, dict of such masks for some keys of x, or None
         Which entries of ``x`` were observed.
     local_sites : tuple of str
         The names in ``samples`` that are one-per-datum.
@@ -61,8 +63,8 @@ class Posterior:
 
     engine: str
     samples: Mapping[str, torch.Tensor]
-    x: torch.Tensor
-    mask: torch.Tensor | None = None
+    x: Data
+    mask: Mask = None
     log_weights: torch.Tensor | None = None
     probs: Mapping[str, torch.Tensor] = field(default_factory=dict)
     local_sites: tuple[str, ...] = ()
@@ -92,7 +94,7 @@ class Posterior:
 
     def _check_draw_scores(self) -> None:
         """Shapes of log_lik, log_p and log_q against S draws and N data."""
-        s, n = self.num_samples, self.x.shape[0]
+        s, n = self.num_samples, num_data(self.x)
         if self.log_lik is not None and tuple(self.log_lik.shape) != (s, n):
             raise ValueError(
                 f"log_lik must have shape (S, N) = {(s, n)}, got {tuple(self.log_lik.shape)}."

@@ -122,7 +122,7 @@ class Dataset:
                 f"x must have shape (N, D) with one row per datum, got shape {tuple(x.shape)}; "
                 "flatten images with x.reshape(len(x), -1) and pass image_shape."
             )
-        x, mask = check_data(x, mask)
+        x, mask = check_data(x, mask, fill="zero")  # the documented contract: zeros
         check_fits_float32(x, "x")
         x = x.to(torch.float32)
         n, d = x.shape

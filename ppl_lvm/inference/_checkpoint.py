@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from ..core.data import entries, num_data
+
 __all__ = ["FORMAT", "check_writable", "data_fingerprint", "describe", "load", "save"]
 
 #: The ``meta["format"]`` of every checkpoint this package writes.
@@ -43,10 +45,13 @@ _FIELDS = (
 def data_fingerprint(x: torch.Tensor, mask: torch.Tensor | None) -> str:
     """A short hash of the data and mask: shape, dtype and every byte."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{tuple(x.shape)}|{x.dtype}".encode())
-    h.update(x.detach().cpu().contiguous().numpy().tobytes())
-    if mask is not None:
-        h.update(mask.detach().cpu().contiguous().numpy().tobytes())
+    for key, v in entries(x):
+        prefix = "" if key is None else f"{key}:"
+        h.update(f"{prefix}{tuple(v.shape)}|{v.dtype}".encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for key, m in entries(mask) if mask is not None else ():
+        h.update(b"" if key is None else f"mask {key}:".encode())
+        h.update(m.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -72,7 +77,7 @@ def describe(
         "version": VERSION,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "parameters": {k: list(v.shape) for k, v in model.state_dict().items()},
-        "num_data": int(x.shape[0]),
+        "num_data": num_data(x),
         "data": data_fingerprint(x, mask),
     }
     meta.update(settings)

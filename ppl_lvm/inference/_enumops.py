@@ -19,6 +19,7 @@ from pyro.infer import infer_discrete
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
+from ..core.data import Data, Mask, num_data, take_rows, zeros
 from ..core.errors import UnsupportedModelError
 from ..core.memory import check_fits, chunk_rows
 from ..models.base import (
@@ -104,11 +105,12 @@ def exact_log_marginal(
     states = enumerated_states(model, x, mask)
     per_datum = states * model.working_width(x)
     check_fits(per_datum, f"enumerating one datum of story '{model.name}'", budget)
-    rows = chunk_rows(x.shape[0], per_datum, budget)
-    if rows < x.shape[0]:
+    n = num_data(x)
+    rows = chunk_rows(n, per_datum, budget)
+    if rows < n:
         parts = [
-            _marginal_pass(model, x[sl], None if mask is None else mask[sl])
-            for sl in (slice(i, i + rows) for i in range(0, x.shape[0], rows))
+            _marginal_pass(model, take_rows(x, sl), take_rows(mask, sl))
+            for sl in (slice(i, i + rows) for i in range(0, n, rows))
         ]
         return torch.cat(parts)
     return _marginal_pass(model, x, mask)
@@ -120,21 +122,21 @@ def joint_log_marginal(
     """log p(x_1, ..., x_N) of a story whose global discrete sites (or observations outside the
     data plate) couple the data: every discrete site summed out in one pass, as
     ``TraceEnum_ELBO`` sums it; a 0-dim tensor."""
-    need = enumerated_states(model, x, mask) * model.working_width(x) * x.shape[0]
+    need = enumerated_states(model, x, mask) * model.working_width(x) * num_data(x)
     check_fits(need, f"enumerating all data of story '{model.name}' at once", budget)
     tr = enum_trace(model, x, mask)
-    total = contract_sites(tr, None, (), x.shape[0], _data_plate(model))
-    return x.new_zeros(()) if total is None else total.reshape(())
+    total = contract_sites(tr, None, (), num_data(x), _data_plate(model))
+    return zeros(x) if total is None else total.reshape(())
 
 
 def _marginal_pass(model: LatentVariableModel, x, mask) -> torch.Tensor:
     """One contraction of the enumerated factors for the data ``x`` (n, D): (n,)."""
-    if x.shape[0] == 1:
+    if num_data(x) == 1:
         # Pyro packs away dims of size 1, the data plate's included; score a copy beside it
         x, mask = twice(x, mask)
         return _marginal_pass(model, x, mask)[:1]
     tr = enum_trace(model, x, mask)
-    return log_marginal(tr, x.shape[0], _data_plate(model))
+    return log_marginal(tr, num_data(x), _data_plate(model))
 
 
 def enumerated_states(model: LatentVariableModel, x, mask, sites=None) -> int:
@@ -194,9 +196,10 @@ def exact_draws(lvm, x, mask, num_samples: int, temperature: int) -> dict[str, t
     return out
 
 
-def twice(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The single datum and a copy of it: (2, D)."""
-    return x.expand(2, -1), None if mask is None else mask.expand(2, -1)
+def twice(x: Data, mask: Mask) -> tuple[Data, Mask]:
+    """The single datum and a copy of it: (2, ...), every tensor of a dict alike."""
+    rows = torch.zeros(2, dtype=torch.long)
+    return take_rows(x, rows), take_rows(mask, rows)
 
 
 def site_marginals(
@@ -271,7 +274,8 @@ def replayed_posterior(
             "working, and SVI.fit(batch_size=B) still minibatches through the plate's indices)."
         )
     s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
-    n = x.shape[0]
+    plate = _data_plate(lvm)
+    n = num_data(x)
     states = 1
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
@@ -284,8 +288,8 @@ def replayed_posterior(
         info.latent and not info.local and info.name not in proposed for info in sites.values()
     )
     chunk = n if coupled else chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
-    first_x = x[:chunk]
-    first_m = None if mask is None else mask[:chunk]
+    first_x = take_rows(x, slice(0, chunk))
+    first_m = take_rows(mask, slice(0, chunk))
     rank = max(
         plate_nesting(lvm.trace(first_x, first_m)),
         plate_nesting(lvm.trace(first_x, first_m, "guide")),
@@ -293,7 +297,7 @@ def replayed_posterior(
     prank = rank + 1  # with the particle dim
     particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
     global_guide = None
-    global_log_p = global_log_q = x.new_zeros(s_draws)
+    global_log_p = global_log_q = zeros(x, s_draws)
     # a global latent, or a guide density joint over the data (AutoDiagonalNormal's one
     # vector), makes the scores joint: (S,)
     has_global = any(not i.local for i in sites.values() if i.latent) or bool(
@@ -303,9 +307,9 @@ def replayed_posterior(
     log_lik, local_log_p, local_log_q = [], [], []
     local_sites: list[str] = []
     for start in range(0, n, chunk):
-        xb = x[start : start + chunk]
-        mb = None if mask is None else mask[start : start + chunk]
-        nb = xb.shape[0]
+        xb = take_rows(x, slice(start, start + chunk))
+        mb = take_rows(mask, slice(start, start + chunk))
+        nb = num_data(xb)
         if nb == 1:  # Pyro packs away dims of size 1, the data plate's included: score a copy
             xb, mb = twice(xb, mb)
         guide = lvm.guide if global_guide is None else poutine.replay(lvm.guide, global_guide)
@@ -337,10 +341,10 @@ def replayed_posterior(
         keep = (PARTICLE_PLATE, plate)
         if coupled:
             # a global site summed by enumeration couples the data: the joint, in one pass
-            total = contract_sites(model_tr, None, (PARTICLE_PLATE,), xb.shape[0], plate)
+            total = contract_sites(model_tr, None, (PARTICLE_PLATE,), num_data(xb), plate)
             global_log_p = as_particles(total, prank, s_draws)
         elif global_guide is None and global_:
-            part = contract_sites(model_tr, global_, (PARTICLE_PLATE,), xb.shape[0], plate)
+            part = contract_sites(model_tr, global_, (PARTICLE_PLATE,), num_data(xb), plate)
             global_log_p = as_particles(part, prank, s_draws)
         # a site with a single state leaves no enumerated dim after packing: nothing to draw
         single_state = [
@@ -368,18 +372,18 @@ def replayed_posterior(
                 scored_tr = poutine.trace(given_fn).get_trace(xb, mb)
             scored_tr.compute_log_prob()
             scored_tr.pack_tensors()
-        joint = contract_sites(scored_tr, local, keep, xb.shape[0], plate)
-        prior = contract_sites(scored_tr, set(local_latent), keep, xb.shape[0], plate)
-        joint = x.new_zeros(()) if joint is None else joint
-        joint = as_particle_data(joint, prank, s_draws, xb.shape[0])
-        prior = 0.0 if prior is None else as_particle_data(prior, prank, s_draws, xb.shape[0])
+        joint = contract_sites(scored_tr, local, keep, num_data(xb), plate)
+        prior = contract_sites(scored_tr, set(local_latent), keep, num_data(xb), plate)
+        joint = zeros(x) if joint is None else joint
+        joint = as_particle_data(joint, prank, s_draws, num_data(xb))
+        prior = 0.0 if prior is None else as_particle_data(prior, prank, s_draws, num_data(xb))
         log_lik.append((joint - prior)[:, :nb])
-        local_log_p.append(x.new_zeros(s_draws, nb) if coupled else joint[:, :nb])
-        lq = x.new_zeros(s_draws, xb.shape[0])
+        local_log_p.append(zeros(x, s_draws, nb) if coupled else joint[:, :nb])
+        lq = zeros(x, s_draws, num_data(xb))
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            part, is_local = site_log_prob(site, prank, s_draws, xb.shape[0], plate)
+            part, is_local = site_log_prob(site, prank, s_draws, num_data(xb), plate)
             if is_local:
                 lq = lq + part
             elif global_guide is None:
@@ -400,9 +404,9 @@ def replayed_posterior(
                 v = site["value"].reshape((-1, *event))[0].expand(s_draws, nb, *event)
             elif model_tr.nodes[name]["infer"].get("_enumerate_symbol") is None:
                 # a local site the guide proposes (a continuous z): its replayed draw
-                v = particle_value(guide_tr.nodes[name], prank, True)[:, :nb]
+                v = particle_value(guide_tr.nodes[name], prank, True, plate)[:, :nb]
             else:
-                v = particle_value(draws_tr.nodes[name], prank, True)[:, :nb]
+                v = particle_value(draws_tr.nodes[name], prank, True, plate)[:, :nb]
             samples.setdefault(name, []).append(v)
         if global_guide is None:
             # later chunks replay these global draws, so every datum sees the same θ_s (also

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..core.checks import check_data, check_positive_int, refuse_all_masked
+from ..core.data import num_data, reference, take_rows, to_device
 from ..core.errors import UnsupportedModelError
 from ..core.rng import seeded
 from ..models.base import LatentVariableModel, SiteInfo
@@ -74,21 +75,20 @@ def fit_by_gradient(
     check_positive_int("steps", steps, allow_none=True)
     if patience is not None and validation is None:
         raise ValueError("patience needs validation data: fit(..., validation=x_val).")
-    refuse_all_masked(mask)
+    refuse_all_masked(mask, x)
     dev = _resolve_device(device, x)
     if any(p.device != dev for p in lvm.parameters()):
         lvm.to(dev)
-    x = x.to(dev)
-    mask = None if mask is None else mask.to(dev)
+    x, mask = to_device(x, dev), to_device(mask, dev)
     val = None
     if validation is not None:
         vx, vm = validation if isinstance(validation, tuple) else (validation, None)
-        vx, vm = check_data(vx, vm)
+        vx, vm = check_data(vx, vm, fill=lvm.masked_fill)
         vx = conform_data(lvm, vx)  # a wrong width fails here, before any training
         check_values(lvm, vx, vm)
-        val = (vx.to(dev), None if vm is None else vm.to(dev))
+        val = (to_device(vx, dev), to_device(vm, dev))
 
-    n = x.shape[0]
+    n = num_data(x)
     # a user's story gets the whole data and the data plate's indices where it can
     plan = _minibatch.plan(lvm, x, mask, batch_size)
     batch = n if plan.batch_size is None else min(plan.batch_size, n)
@@ -96,16 +96,17 @@ def fit_by_gradient(
     total = steps if steps is not None else epochs * per_epoch
     unit = per_epoch if epochs is not None else 1
     enumerated = objective.enumerated(sites)
+    first = slice(0, batch)
     rank = plan.rank
     if rank is None:
-        rank = _rank(lvm, x[:batch], None if mask is None else mask[:batch], enumerated)
+        rank = _rank(lvm, take_rows(x, first), take_rows(mask, first), enumerated)
     if checkpoint is not None:
         _checkpoint.check_writable(checkpoint)
     t0 = time.perf_counter()
     with seeded(seed):
         # parameters exist once model and guide have run (a story's: at full size, in the plan)
         if plan.mode == "tensor":
-            lvm.sites(x[:batch], None if mask is None else mask[:batch], "guide")
+            lvm.sites(take_rows(x, first), take_rows(mask, first), "guide")
         # what a checkpoint belongs to; hashing the data costs a pass, so only when one is used
         meta = (
             None
@@ -143,8 +144,8 @@ def fit_by_gradient(
         def step(idx: torch.Tensor | None) -> torch.Tensor:
             if plan.mode == "indices" and idx is not None:
                 return objective.step(lvm, x, mask, n, rank, enumerated, indices=idx)
-            xb = x if idx is None else x[idx]
-            mb = mask if idx is None or mask is None else mask[idx]
+            xb = x if idx is None else take_rows(x, idx)
+            mb = mask if idx is None else take_rows(mask, idx)
             return objective.step(lvm, xb, mb, n, rank, enumerated)
 
         def nan_message(value: float, at: int, good: int) -> str:
@@ -192,7 +193,7 @@ def fit_by_gradient(
 
 def _resolve_device(device: str | torch.device | None, x: torch.Tensor) -> torch.device:
     if device is None:
-        return x.device
+        return reference(x).device
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but CUDA is not available here.")

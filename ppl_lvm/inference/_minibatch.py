@@ -23,6 +23,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.util import check_site_shape
 
+from ..core.data import num_data, reference, take_rows
 from ..core.errors import UnsupportedModelError
 from ..core.rng import fork_rng
 from ..models._subsample import DataIndices
@@ -68,7 +69,7 @@ def _trial(
     plates as Pyro's ELBOs check it. Returns the plate nesting and whether the indices reached
     the data plate. Its draws come from a fixed stream of their own (same seed, same numbers)."""
     model, guide = lvm.model, lvm.guide
-    handler = None if indices is None else DataIndices(lvm.data_plate, indices, x.shape[0])
+    handler = None if indices is None else DataIndices(lvm.data_plate, indices, num_data(x))
     if handler is not None:
         model, guide = handler(model), handler(guide)
     with lvm.scoped(), fork_rng():
@@ -121,7 +122,7 @@ def plan(
         For a story that takes rows ``x[idx]`` and whose parameters depend on N, with the advice
         to index ``x`` by the plate's indices or to use ``batch_size=None``.
     """
-    n = x.shape[0]
+    n = num_data(x)
     if not isinstance(lvm, FunctionModel):
         return Minibatches("tensor", batch_size)
     declared = lvm.declared_subsample(x, mask)
@@ -139,7 +140,7 @@ def plan(
         rank, _ = _trial(lvm, x, mask, None, check=False)
         return Minibatches("indices", None, rank=rank)
     # a trial minibatch that is neither the first rows nor in order
-    idx = torch.arange(n - 1, n - 1 - size, -1, device=x.device)
+    idx = torch.arange(n - 1, n - 1 - size, -1, device=reference(x).device)
     try:
         rank, seen = _trial(lvm, x, mask, idx)
     except Exception as err:
@@ -162,7 +163,7 @@ def plan(
     state = lvm.__dict__.get("_ppl_param_state")
     lvm.__dict__["_ppl_param_state"] = None
     try:
-        rank, _ = _trial(lvm, x[idx], None if mask is None else mask[idx], None)
+        rank, _ = _trial(lvm, take_rows(x, idx), take_rows(mask, idx), None)
         small = _shapes(lvm)
     except Exception as err:
         _refuse_rows(lvm, f"it fails on a minibatch of {size} rows ({_first_lines(err)})", err)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Literal
 
 import pyro
@@ -18,14 +18,14 @@ import torch
 
 from .._typing import ModelLike
 from ..core.checks import check_data
-from ..core.errors import ModelGuideMismatchError
+from ..core.data import all_observed, num_data, reference, take_rows, zeros
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, chunk_rows, current_budget
 from ..models._subsample import DataIndices
-from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
+from ..models.base import DATA_PLATE, LatentVariableModel, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 from ..models.story import as_model
-from ..models.support import support_inside
+from ._modelguide import check_model_guide, refuse_ignored_mask
 
 __all__ = [
     "PARTICLE_PLATE",
@@ -54,69 +54,6 @@ def plate_nesting(trace: poutine.Trace) -> int:
     return depth
 
 
-def check_model_guide(model_sites: dict[str, SiteInfo], guide_sites: dict[str, SiteInfo]) -> None:
-    """Refuse a model/guide pair whose latent sites, supports or shapes disagree.
-
-    Raises
-    ------
-    ModelGuideMismatchError
-        Naming the sites: latent model sites the guide never samples, guide sites the model does
-        not have (or observes), and shared sites whose support, event shape or batch shape
-        differ.
-    """
-    latent = {k for k, v in model_sites.items() if not v.observed}
-    proposed = {k for k, v in guide_sites.items() if not v.observed}
-    problems = []
-    missing = [k for k in model_sites if k in latent - proposed]
-    extra = [k for k in guide_sites if k in proposed - latent]
-    if missing:
-        problems.append(f"model latent sites with no guide site: {missing}")
-    if extra:
-        observed = [k for k in extra if k in model_sites]
-        unknown = [k for k in extra if k not in model_sites]
-        if unknown:
-            problems.append(f"guide sites the model does not have: {unknown}")
-        if observed:
-            problems.append(f"guide samples sites the model observes: {observed}")
-    for name in latent & proposed:
-        m, g = model_sites[name], guide_sites[name]
-        # an autoguide's Delta carries a value already transformed into the model's support
-        if g.distribution != "Delta" and not support_inside(g.support, m.support):
-            problems.append(
-                f"site '{name}': the model's support is {m.support} ({m.distribution}) but the "
-                f"guide proposes from {g.support} ({g.distribution}), which is not inside it"
-            )
-        if m.event_shape != g.event_shape:
-            problems.append(
-                f"site '{name}': event shape {m.event_shape} in the model, {g.event_shape} in "
-                "the guide (check .to_event)"
-            )
-        elif m.local != g.local or torch.broadcast_shapes(m.batch_shape, g.batch_shape) != tuple(
-            m.batch_shape
-        ):
-            problems.append(
-                f"site '{name}': batch shape {m.batch_shape} in the model, {g.batch_shape} in the "
-                "guide (is the site in the data plate in both?)"
-            )
-    if problems:
-        raise ModelGuideMismatchError(
-            "the model and guide do not match: " + "; ".join(problems) + ". Every latent site "
-            "of the model needs one guide site of the same name, support and shape."
-        )
-
-
-def _honours_mask(site: dict) -> bool:
-    if site.get("mask") is not None:
-        return True
-    fn = site["fn"]
-    while fn is not None:
-        # a distribution that scores observed entries only declares it with `handles_mask`
-        if type(fn).__name__ == "MaskedDistribution" or getattr(fn, "handles_mask", False):
-            return True
-        fn = getattr(fn, "base_dist", None)
-    return False
-
-
 def site_log_prob(
     site: dict, rank: int, num_particles: int, num_data: int, data_plate: str = DATA_PLATE
 ) -> tuple[torch.Tensor, bool]:
@@ -135,15 +72,19 @@ def site_log_prob(
     # the story mixed the particle dim into another plate's position and would be summed wrongly.
     sizes = {rank + f.dim: f.size for f in site["cond_indep_stack"] if f.vectorized}
     expected = tuple(sizes.get(d, 1) for d in range(rank))
-    if any(have not in (1, want) for have, want in zip(lp.shape, expected, strict=True)):
+    # a plate of size -1 (``pyro.plate("data")`` with no size) takes its size by broadcasting
+    if any(
+        have not in (1, want) and want != -1 for have, want in zip(lp.shape, expected, strict=True)
+    ):
         raise ValueError(
             f"site '{site['name']}' has log-prob shape {tuple(lp.shape)} where its plates allow "
             f"{expected}: the story does not broadcast over the leading particle dimension. "
             "Index from the right (x[..., i], .sum(-1, keepdim=True)) so that extra leading "
             "dims pass through."
         )
-    local = any(f.name == data_plate for f in site["cond_indep_stack"])
-    keep = (0, rank - 1) if local else (0,)
+    dims = [f.dim for f in site["cond_indep_stack"] if f.name == data_plate]
+    local = bool(dims)
+    keep = (0, rank + dims[0]) if local else (0,)
     inner = tuple(d for d in range(rank) if d not in keep)
     if inner:
         lp = lp.sum(inner)
@@ -151,14 +92,18 @@ def site_log_prob(
     return lp.expand(target), local
 
 
-def particle_value(site: dict, rank: int, local: bool) -> torch.Tensor:
+def particle_value(
+    site: dict, rank: int, local: bool, data_plate: str = DATA_PLATE
+) -> torch.Tensor:
     """A site's value as (K, N, ...) for a local site or (K, ...) for a global one."""
     v = site["value"]
     # the value, not fn.batch_shape: a replayed site keeps the guide's particle-shaped value
     nb = v.dim() - len(site["fn"].event_shape)
     v = v.reshape((1,) * (rank - nb) + tuple(v.shape))
     if local:
-        v = v.movedim(rank - 1, 1)
+        # the data plate's dim (-1 unless the story puts it elsewhere) becomes dim 1
+        dim = next((f.dim for f in site["cond_indep_stack"] if f.name == data_plate), -1)
+        v = v.movedim(rank + dim, 1)
     start = 2 if local else 1
     # plates of size one that the site does not use would only clutter the draws
     for d in reversed(range(start, rank)):
@@ -246,14 +191,14 @@ def log_weights(
     if proposal not in ("guide", "prior"):
         raise ValueError(f"proposal must be 'guide' or 'prior', got {proposal!r}.")
     lvm: LatentVariableModel = as_model(model)
-    x, mask = check_data(x, mask)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
     if rows is not None and has(lvm, ParticleLogWeights):  # a tensor path takes the rows
-        x, mask, rows = x[rows], None if mask is None else mask[rows], None
-    num_data = x.shape[0] if rows is None else len(rows)
+        x, mask, rows = take_rows(x, rows), take_rows(mask, rows), None
+    n = num_data(x) if rows is None else len(rows)
     model_fn, guide_fn = lvm.model, lvm.guide
     if rows is not None:
-        model_fn = DataIndices(lvm.data_plate, rows, x.shape[0])(lvm.model)
-        guide_fn = DataIndices(lvm.data_plate, rows, x.shape[0])(lvm.guide)
+        model_fn = DataIndices(lvm.data_plate, rows, num_data(x))(lvm.model)
+        guide_fn = DataIndices(lvm.data_plate, rows, num_data(x))(lvm.guide)
 
     if fast and proposal == "guide" and has(lvm, ParticleLogWeights):
         if validate:
@@ -275,19 +220,13 @@ def log_weights(
             model_sites = lvm.sites(x, mask)
             if proposal == "guide":
                 check_model_guide(model_sites, lvm.sites(x, mask, "guide"))
-            if mask is not None and not bool(mask.all()):
-                for _, site in sample_sites(model_tr0):
-                    if site["is_observed"] and not _honours_mask(site):
-                        raise ValueError(
-                            f"a mask was given but observed site '{site['name']}' ignores it, so "
-                            "missing entries would be scored as zeros; wrap its distribution "
-                            "with .mask(mask) (before .to_event)."
-                        )
+            if not all_observed(mask):
+                refuse_ignored_mask(model_tr0, isinstance(mask, Mapping))
         rank += 1  # the particle dim
-    fns = (model_fn, guide_fn, rows, num_data)
+    fns = (model_fn, guide_fn, rows, n)
     try:
         return _scored_pass(lvm, x, mask, num_particles, proposal, rank, fns, vectorised=True)
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:  # Pyro's plate check, or torch's broadcasting
         if not any(sign in str(err) for sign in _NO_BROADCAST):
             raise
     # the story does not broadcast over a leading particle dim (plain indexing such as
@@ -302,7 +241,11 @@ def log_weights(
 
 #: What a failed vectorised pass says when the story does not broadcast over particles: Pyro's
 #: plate check, and :func:`site_log_prob`'s own.
-_NO_BROADCAST = ("Shape mismatch inside plate", "does not broadcast over the leading particle")
+_NO_BROADCAST = (
+    "Shape mismatch inside plate",
+    "does not broadcast over the leading particle",
+    "must match the size of tensor",
+)
 
 
 def _scored_pass(
@@ -318,7 +261,7 @@ def _scored_pass(
     """One pass of guide and model over K particles, scored per particle and datum: under the
     particle plate (``vectorised``), or a single particle (K = 1) with no plate at all.
     ``fns`` is (model, guide, the minibatch's rows or None, the data scored)."""
-    model_fn, guide_fn, rows, num_data = fns
+    model_fn, guide_fn, rows, n = fns
     with lvm.scoped():
         particles = (
             pyro.plate(PARTICLE_PLATE, num_particles, dim=-rank)
@@ -340,16 +283,16 @@ def _scored_pass(
         model_tr.compute_log_prob()
 
     # a subsampled plate scales its sites by N / B; a datum's weight is unscaled
-    subsampled = 1.0 if rows is None else x.shape[0] / num_data
-    zeros_local = x.new_zeros(num_particles, num_data)
-    zeros_global = x.new_zeros(num_particles)
+    subsampled = 1.0 if rows is None else num_data(x) / n
+    zeros_local = zeros(x, num_particles, n)
+    zeros_global = zeros(x, num_particles)
     log_p, log_q, log_lik, log_q_score = zeros_local, zeros_local, zeros_local, None
     g_log_p, g_log_q = zeros_global, zeros_global
     samples: dict[str, torch.Tensor] = {}
     local_sites: list[str] = []
 
     for name, site in sample_sites(model_tr):
-        lp, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+        lp, local = site_log_prob(site, rank, num_particles, n, lvm.data_plate)
         lp = lp / subsampled if local and rows is not None else lp
         if local:
             log_p = log_p + lp
@@ -358,7 +301,7 @@ def _scored_pass(
         else:
             g_log_p = g_log_p + lp
         if not site["is_observed"]:
-            samples[name] = particle_value(site, rank, local)
+            samples[name] = particle_value(site, rank, local, lvm.data_plate)
             if local:
                 local_sites.append(name)
             if proposal == "prior" and not site["infer"].get("is_auxiliary", False):
@@ -370,7 +313,7 @@ def _scored_pass(
         for _, site in sample_sites(guide_tr):
             if site["is_observed"]:
                 continue
-            lq, local = site_log_prob(site, rank, num_particles, num_data, lvm.data_plate)
+            lq, local = site_log_prob(site, rank, num_particles, n, lvm.data_plate)
             lq = lq / subsampled if local and rows is not None else lq
             if local:
                 log_q = log_q + lq
@@ -468,18 +411,18 @@ def log_weights_in_chunks(
     check_fits(width, f"one particle of one datum of story '{model.name}'", budget)
     limit = current_budget(budget)
     per_pass = num_particles if rows_per_chunk is not None else min(num_particles, limit // width)
-    rows = rows_per_chunk or chunk_rows(x.shape[0], per_pass * width, budget)
-    n = x.shape[0]
+    n = num_data(x)
+    rows = rows_per_chunk or chunk_rows(n, per_pass * width, budget)
     declared = model.declared_subsample(x, mask)
     rows = rows if declared is None else declared
     first = True
     for start in range(0, n, rows):
         sl = slice(start, min(start + rows, n))
         if declared is None:
-            xb, mb, idx = x[sl], None if mask is None else mask[sl], None
+            xb, mb, idx = take_rows(x, sl), take_rows(mask, sl), None
         else:  # the plate takes exactly B indices: the last chunk overlaps the one before
             xb, mb, begin = x, mask, min(start, n - declared)
-            idx = torch.arange(begin, begin + declared, device=x.device)
+            idx = torch.arange(begin, begin + declared, device=reference(x).device)
         parts = []
         for k0 in range(0, num_particles, per_pass):
             parts.append(

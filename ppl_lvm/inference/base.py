@@ -77,7 +77,7 @@ class Engine(abc.ABC):
             For data the story cannot score, naming the problem and the fix.
         """
         lvm = as_model(model)
-        x, mask = check_data(x, mask)
+        x, mask = check_data(x, mask, fill=lvm.masked_fill)
         x = conform_data(lvm, x)
         sites = lvm.sites(x, mask)
         self.check_supported(lvm, sites)
@@ -96,8 +96,10 @@ class Engine(abc.ABC):
         """Raise :class:`UnsupportedModelError` if this engine cannot handle the story."""
         if self.needs_guide and not model.has_guide:
             raise UnsupportedModelError(
-                f"{self.name} needs a guide, and story '{model.name}' has none; pass guide_fn "
-                "to ppl_lvm.models.from_functions."
+                f"{self!r} needs a guide, and story '{model.name}' has none; pass guide_fn "
+                "to ppl_lvm.models.from_functions, or use an engine that needs none: "
+                "ImportanceSampling(proposal='prior'), or Enumeration where every local latent "
+                "is discrete."
             )
         for info in sites.values():
             if info.observed or not info.local:

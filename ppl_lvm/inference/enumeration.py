@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int, refuse_all_masked
+from ..core.data import num_data, take_rows, zeros
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
@@ -205,7 +206,7 @@ class Enumeration(Engine):
             return Evidence(
                 per_datum=None,
                 joint=total,
-                num_data=x.shape[0],
+                num_data=num_data(x),
                 kind="exact",
                 engine=self.name,
                 stderr=torch.zeros_like(total),
@@ -282,18 +283,18 @@ class Enumeration(Engine):
                     log_p=log_p,
                     log_q=log_p - log_px,
                 )
-            single = x.shape[0] == 1
+            single = num_data(x) == 1
             if single:  # see _log_marginal: a data plate of size 1 is packed away
                 x, mask = twice(x, mask)
             tr = enum_trace(lvm, x, mask)  # also refuses unsound structure
-            marginals = site_marginals(tr, x.shape[0], getattr(lvm, "data_plate", DATA_PLATE))
+            marginals = site_marginals(tr, num_data(x), getattr(lvm, "data_plate", DATA_PLATE))
             probs = {k: p for k, (p, site) in marginals.items() if not site["fn"].event_shape}
             joint_sites = [k for k, (_, site) in marginals.items() if site["fn"].event_shape]
             log_px = exact_log_marginal(lvm, x, mask)  # (N,)
             log_q = None
             if not marginals:
                 # no latent site: nothing to draw; each of the S rows scores the data alone
-                samples, log_q = {}, x.new_zeros(num_samples, x.shape[0])
+                samples, log_q = {}, zeros(x, num_samples, num_data(x))
             elif not joint_sites:
                 samples = exact_draws(lvm, x, mask, num_samples, temperature)
                 (name, (p, site)), *others = marginals.items()
@@ -320,8 +321,7 @@ class Enumeration(Engine):
                 )
         log_lik = log_px.expand(num_samples, -1)  # (S, N)
         if single:
-            x = x[:1]
-            mask = None if mask is None else mask[:1]
+            x, mask = take_rows(x, slice(0, 1)), take_rows(mask, slice(0, 1))
             probs = {k: v[:1] for k, v in probs.items()}
             samples = {k: v[:, :1] for k, v in samples.items()}
             log_lik = log_lik[:, :1]
@@ -387,7 +387,7 @@ class Enumeration(Engine):
         check_choice("method", method, ("em", "gradient"))
         check_positive_int("max_steps", max_steps)
         lvm, x, mask, _ = self.prepare(model, x, mask)
-        refuse_all_masked(mask)
+        refuse_all_masked(mask, x)
         seed = resolve_seed(seed)
         if method == "em" and not has(lvm, ClosedFormMStep):
             raise UnsupportedModelError(
@@ -485,7 +485,7 @@ class Enumeration(Engine):
             params=params,
             optimizer=torch.optim.Adam(params, lr=lr),
             schedule=_loop.Schedule(
-                num_data=x.shape[0],
+                num_data=num_data(x),
                 batch_size=None,
                 total_steps=max_steps,
                 tol=tol,

@@ -25,6 +25,7 @@ import torch
 
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
+from ..core.data import num_data, take_rows, zeros
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, current_budget
@@ -69,15 +70,15 @@ def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
             )
 
     def guide(x, mask=None):
-        n = x.shape[0]
+        n = num_data(x)
         with pyro.plate(data_plate, n, dim=-1):
             for s in latents:
                 # batch dims other than the data plate's, then the event
                 shape = tuple(s.batch_shape[:-1]) + tuple(s.event_shape)
                 if s.distribution == "Bernoulli":
-                    d = dist.Bernoulli(x.new_full((), 0.5))
+                    d = dist.Bernoulli(zeros(x).add(0.5))
                 else:
-                    d = dist.Categorical(logits=x.new_zeros(s.num_states))
+                    d = dist.Categorical(logits=zeros(x, s.num_states))
                 d = d.expand((*shape[: len(shape) - len(s.event_shape)], n, *s.event_shape))
                 if s.event_shape:
                     d = d.to_event(len(s.event_shape))
@@ -187,7 +188,7 @@ class ImportanceSampling(Engine):
                 lvm, x, mask, sites, self.num_particles, budget=self.memory_budget
             )
         story, mode = self._story(lvm, sites)
-        width = story.working_width(x) * x.shape[0]
+        width = story.working_width(x) * num_data(x)
         check_fits(width, f"one particle of all data of story '{lvm.name}'", self.memory_budget)
         per_pass = max(1, min(self.num_particles, current_budget(self.memory_budget) // width))
         parts = []
@@ -239,7 +240,7 @@ class ImportanceSampling(Engine):
                 return Evidence(
                     per_datum=None,
                     joint=est,
-                    num_data=x.shape[0],
+                    num_data=num_data(x),
                     kind="estimate",
                     engine=self.name,
                     stderr=se,
@@ -399,8 +400,11 @@ class ImportanceSampling(Engine):
                     lvm, vx, vm, num_particles=self.num_particles, keep_samples=False
                 )
                 for rows, lw in chunks:
-                    mb = None if vm is None else vm[rows]
-                    per.append(objective.per_datum(lvm, lw, vx[rows], mb, len(vx)))
+                    per.append(
+                        objective.per_datum(
+                            lvm, lw, take_rows(vx, rows), take_rows(vm, rows), num_data(vx)
+                        )
+                    )
             return float(torch.cat(per).mean())
 
         loop, info, seconds = fit_by_gradient(

@@ -23,6 +23,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 
+from ..core.data import num_data as rows_of  # `num_data` is N here, an argument
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.stats import iwae_bound
@@ -138,7 +139,7 @@ class Objective:
             The minibatch as the data plate's subsample indices (Pyro's own subsampling, which
             also scales by N / B): model and guide see all of ``xb`` and pick their rows.
         """
-        scale = num_data / (xb.shape[0] if indices is None else len(indices))
+        scale = num_data / (rows_of(xb) if indices is None else len(indices))
         if not enumerated and indices is None:
             with lvm.scoped():
                 direct = self.direct_step(lvm, xb, mb, scale)

@@ -28,6 +28,7 @@ from pyro.poutine.util import site_is_subsample
 
 from .._typing import ModelLike
 from ..core.checks import check_choice, check_positive_int
+from ..core.data import num_data, take_rows
 from ..core.errors import UnsupportedModelError
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
@@ -194,7 +195,7 @@ class SVI(Engine):
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
         globals_ = [s.name for s in sites.values() if s.latent and not s.local]
-        if self.objective == "iwae" and globals_ and (self.batch_size or x.shape[0]) < x.shape[0]:
+        if self.objective == "iwae" and globals_ and (self.batch_size or num_data(x)) < num_data(x):
             raise UnsupportedModelError(
                 f"story '{lvm.name}' has global latent sites {globals_}, so its IWAE bound is "
                 "one joint bound over all data, and a minibatch's is no unbiased estimate of "
@@ -248,8 +249,8 @@ class SVI(Engine):
                 lvm, x, mask, num_particles=num_particles, keep_samples=False
             )
             for rows, lw in chunks:
-                mb = None if mask is None else mask[rows]
-                per = self._objective.per_datum(lvm, lw, x[rows], mb, x.shape[0])
+                xb, mb = take_rows(x, rows), take_rows(mask, rows)
+                per = self._objective.per_datum(lvm, lw, xb, mb, num_data(x))
                 out.append(per.detach())
         return torch.cat(out)
 
@@ -329,7 +330,7 @@ class SVI(Engine):
                 return Evidence(
                     per_datum=None,
                     joint=bound,
-                    num_data=x.shape[0],
+                    num_data=num_data(x),
                     kind="lower_bound",
                     engine=self.name,
                     num_particles=weights.shape[0],

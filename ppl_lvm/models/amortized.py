@@ -363,7 +363,9 @@ class AmortizedGaussianLVM(AmortizedLVM, DetachableGuide, MeanFieldTerms, ValueV
             m = torch.ones_like(x) if mask is None else mask.to(x.dtype)
             h = self.encoder(torch.cat([x * m, m], -1))
         else:
-            h = self.encoder(x)
+            # the engines fill masked entries with observed values (check_data); the encoder
+            # sees zeros there, whatever the rows it is handed together
+            h = self.encoder(x if mask is None else x * mask.to(x.dtype))
         if h.shape[-1] != 2 * self.latent_dim:
             raise ValueError(
                 f"{self.name}'s encoder gave {h.shape[-1]} numbers per datum; it must give "

@@ -24,6 +24,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import transform_to
 
+from ..core.data import data_key, num_data, width
 from ..core.rng import fork_rng
 from ._subsample import declared_subsample
 
@@ -136,14 +137,10 @@ def _site_info(site: dict, num_data: int, data_plate: str = DATA_PLATE) -> SiteI
     rows = num_data
     if local:
         frame = data_frames[0]
-        if frame.dim != -1:
-            raise ValueError(
-                f"site '{site['name']}' sits in plate '{data_plate}' at dim {frame.dim}; "
-                f"the data plate must be at dim -1: write pyro.plate('{data_plate}', N, dim=-1)."
-            )
         # a plate with its own subsample_size B (and full size N) is Pyro's minibatching; the
-        # engines set its indices (models._subsample), so its sites are per datum all the same
-        if frame.size != num_data and (frame.full_size or frame.size) != num_data:
+        # engines set its indices (models._subsample), so its sites are per datum all the same;
+        # size -1: a plate with no size given, sized by broadcasting against the data
+        if frame.size not in (num_data, -1) and (frame.full_size or frame.size) != num_data:
             raise ValueError(
                 f"plate '{data_plate}' has size {frame.full_size or frame.size} at site "
                 f"'{site['name']}' but x has {num_data} rows; size the data plate with len(x): "
@@ -251,8 +248,8 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     Subclasses implement :meth:`model` and :meth:`guide`. Both take ``x`` of shape ``(N, D)``
     and an optional bool ``mask`` of the same shape (True = observed), and put everything that
     is one-per-datum inside ``pyro.plate("data", N, dim=-1)``. Entries of ``x`` where the mask is
-    False are zero-filled by the engines and must not influence the likelihood: wrap the
-    likelihood with ``.mask(mask)``.
+    False are filled by the engines (zero-filled, see :attr:`masked_fill`) and must not
+    influence the likelihood: wrap the likelihood with ``.mask(mask)``.
 
     Parameters of a built-in model belong to the model object itself, never to Pyro's global
     parameter store, so two models in one process cannot share or clobber each other's values.
@@ -275,6 +272,16 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     #: declare it; a user's story is re-traced every time.
     static_structure: bool = False
 
+    #: Whether the story takes a dict ``x`` (tensors that share N, with a mask dict that mirrors
+    #: it). A user's story does; the built-in models take one (N, D) tensor.
+    accepts_dict_data: bool = False
+
+    #: What the engines put in the masked-out entries of ``x`` before the model sees them
+    #: (:func:`~ppl_lvm.core.checks.check_data`): 0 for the built-in models, whose encoders
+    #: take zero-filled data; a value some datum has (``"observed"``) for a user's story, so a
+    #: masked discrete observation stays inside its support (a one-hot label stays one-hot).
+    masked_fill: Literal["observed", "zero"] = "zero"
+
     def __init__(self, name: str = "") -> None:
         # Built in local-parameter mode so that submodules (networks, autoguides) called inside
         # scoped() find a parameter state of their own model, never Pyro's global store.
@@ -293,10 +300,10 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         """Numbers the widest tensor of one model/guide pass holds per particle and datum.
 
         Engines divide the memory budget by it (times the enumerated states) to size their
-        chunks before they allocate. The default is the width of one datum; a model with wider
-        hidden layers says so.
+        chunks before they allocate. The default is the width of one datum (summed over the
+        tensors of a dict ``x``); a model with wider hidden layers says so.
         """
-        return max(1, math.prod(x.shape[1:]))
+        return width(x)
 
     def capability_enabled(self, capability: type) -> bool:
         """Whether a capability this model's class declares holds for this instance; see
@@ -391,17 +398,17 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
                 f"{self.name} has no guide. Pass guide_fn to from_functions, or use an engine "
                 "that needs none (Enumeration, or ImportanceSampling with proposal='prior')."
             )
-        key = (which, tuple(x.shape), x.dtype, x.device, mask is None)
+        key = (which, data_key(x, mask))
         cache = self.__dict__.setdefault("_ppl_sites_cache", {})
         if self.static_structure and key in cache:
             return cache[key]
         tr = self.trace(x, mask, which)
         out = {
-            name: _site_info(site, x.shape[0], self.data_plate)
+            name: _site_info(site, num_data(x), self.data_plate)
             for name, site in sample_sites(tr)
             if not site["infer"].get("is_auxiliary", False)
         }
-        _check_data_plate(self, out, tr, x.shape[0])
+        _check_data_plate(self, out, tr, num_data(x))
         if self.static_structure:
             cache[key] = out
         return out
@@ -413,12 +420,12 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         (static structure) never declare one."""
         if self.static_structure:
             return None
-        return declared_subsample(self.trace(x, mask), self.data_plate, x.shape[0])
+        return declared_subsample(self.trace(x, mask), self.data_plate, num_data(x))
 
     def guide_structure(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> GuideStructure:
         """What kind of proposal the guide is, from one trace of it (cached per shape for a
         model whose structure is static); see :class:`GuideStructure`."""
-        key = ("guide_structure", tuple(x.shape), x.dtype, x.device, mask is None)
+        key = ("guide_structure", data_key(x, mask))
         cache = self.__dict__.setdefault("_ppl_sites_cache", {})
         if self.static_structure and key in cache:
             return cache[key]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyro
 import torch
 
 from .._typing import ModelLike, StoryFn
+from ..core.data import Data, entries, map_tensors
 from ._subsample import install_autoguide_plates
 from .base import DATA_PLATE, LatentVariableModel
 
@@ -61,6 +62,8 @@ class FunctionModel(LatentVariableModel):
         self.data_plate = data_plate
         self.story_kwargs = dict(story_kwargs or {})
         self._name = name or getattr(model_fn, "__name__", "story")
+        self.accepts_dict_data = True
+        self.masked_fill = "observed"
         self._model_mask = _mask_parameter(model_fn)
         self._guide_mask = "none" if guide_fn is None else _mask_parameter(guide_fn)
         # an autoguide's per-datum parameters then follow the minibatch's indices
@@ -117,7 +120,11 @@ def from_functions(
     ----------
     model_fn : callable
         ``model_fn(x, mask=None)``; one-per-datum sites go in ``pyro.plate("data", len(x))``.
-        A function of ``x`` alone is accepted for fully observed data.
+        A function of ``x`` alone is accepted for fully observed data. ``x`` is what the user
+        passed the engine: a tensor (N, ...) or, as is, a dict of tensors that share N (images
+        and labels, sequences and lengths), with ``mask`` None, a bool tensor, or a dict of
+        masks for some keys. A masked entry holds a value some datum has (the first fully
+        observed one's), never NaN and never outside a discrete observation's support.
     guide_fn : callable, optional
         ``guide_fn(x, mask=None)`` with a sample site for every latent site of the model.
     name : str, optional
@@ -145,31 +152,50 @@ def from_functions(
     )
 
 
-def conform_data(model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
-    """``x`` (N, D) checked against the model: its width against ``model.dim``, and its dtype
-    against the model's parameters, to which it is cast with one warning.
+def conform_data(model: LatentVariableModel, x: Data) -> Data:
+    """``x`` checked against the model: its width against ``model.dim``, and the dtype of its
+    floating entries against the model's parameters, to which they are cast with one warning
+    (integer entries of a dict, labels and lengths, stay as they are).
 
     Raises
     ------
+    TypeError
+        When ``x`` is a dict and the model takes one tensor (the built-in models).
     ValueError
         When the model fixes D and ``x`` has another number of features; the message names both.
     """
-    if model.dim is not None and x.dim() == 2 and x.shape[1] != model.dim:
+    if isinstance(x, Mapping) and not model.accepts_dict_data:
+        raise TypeError(
+            f"{model.name} takes x as one tensor of shape (N, D), not a dict (keys {list(x)}); "
+            "pass the one tensor it models, or write a story over the dict with "
+            "ppl_lvm.models.from_functions."
+        )
+    if (
+        model.dim is not None
+        and isinstance(x, torch.Tensor)
+        and x.dim() == 2
+        and x.shape[1] != model.dim
+    ):
         raise ValueError(
             f"x has D={x.shape[1]} features per datum but {model.name} was built for "
             f"dim={model.dim}; pass data of shape (N, {model.dim}) or build the model for "
             f"dim={x.shape[1]}."
         )
     ref = next(iter(model.parameters()), None)
-    if ref is not None and ref.is_floating_point() and x.dtype != ref.dtype:
+    if ref is None or not ref.is_floating_point():
+        return x
+    cast = [k for k, v in entries(x) if v.is_floating_point() and v.dtype != ref.dtype]
+    if cast:
+        first = entries(x)[0][1] if cast[0] is None else x[cast[0]]
+        what = "x" if cast[0] is None else f"x[{cast[0]!r}]"
         warnings.warn(
-            f"x is {x.dtype} but {model.name}'s parameters are {ref.dtype}; x was cast to "
-            f"{ref.dtype}. Cast one to match the other (x.to({ref.dtype}), or model.to(x.dtype)) "
-            "to silence this.",
+            f"{what} is {first.dtype} but {model.name}'s parameters are {ref.dtype}; {what} was "
+            f"cast to {ref.dtype}. Cast one to match the other (x.to({ref.dtype}), or "
+            "model.to(x.dtype)) to silence this.",
             UserWarning,
             stacklevel=3,
         )
-        x = x.to(ref.dtype)
+        x = map_tensors(lambda v: v.to(ref.dtype) if v.is_floating_point() else v, x)
     return x
 
 
