@@ -37,6 +37,10 @@ class LogWeights:
     path : {"vectorised", "per-particle"}
         How the weighting routine ran: one pass with the particles as an outer plate, or, for a
         story that does not broadcast over a leading particle dim, one pass per particle.
+    coupled : bool
+        Whether a latent site outside the data plate was drawn or scored (a global latent of
+        the model, or a guide's auxiliary vector over all data): the weights then do not split
+        over data, and only :attr:`joint` is a weight.
     """
 
     log_p: torch.Tensor
@@ -48,6 +52,7 @@ class LogWeights:
     log_lik: torch.Tensor | None = None
     log_q_score: torch.Tensor | None = None
     path: str = "vectorised"
+    coupled: bool = False
 
     @property
     def local(self) -> torch.Tensor:
@@ -55,14 +60,25 @@ class LogWeights:
         return self.log_p - self.log_q
 
     @property
+    def joint_log_p(self) -> torch.Tensor:
+        """log p(x, z) of the whole data set, shape (K,)."""
+        return self.global_log_p + self.log_p.sum(-1)
+
+    @property
+    def joint_log_q(self) -> torch.Tensor:
+        """log q(z | x) of the whole data set, auxiliary sites included, shape (K,)."""
+        return self.global_log_q + self.log_q.sum(-1)
+
+    @property
     def joint(self) -> torch.Tensor:
         """The whole-data-set log weight log p(x, z) - log q(z | x), shape (K,)."""
-        return self.global_log_p - self.global_log_q + self.local.sum(-1)
+        return self.joint_log_p - self.joint_log_q
 
     @property
     def has_global_latents(self) -> bool:
-        """Whether some latent site is global, so that per-datum weights do not factorise."""
-        return any(k not in self.local_sites for k in self.samples)
+        """Whether some latent site is global (the model's, or a guide's auxiliary vector), so
+        that per-datum weights do not factorise."""
+        return self.coupled or any(k not in self.local_sites for k in self.samples)
 
     @property
     def num_particles(self) -> int:

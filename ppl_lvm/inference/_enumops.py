@@ -40,7 +40,7 @@ from ._contract import (
     marginals,
 )
 from ._jointsupport import enumerable as _enumerable
-from ._weights import PARTICLE_PLATE, particle_value, plate_nesting, site_log_prob
+from ._weights import PARTICLE_PLATE, joint_over_data, particle_value, plate_nesting, site_log_prob
 
 __all__ = [
     "enum_trace",
@@ -281,8 +281,7 @@ def replayed_posterior(
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
     plate = _data_plate(lvm)
-    guide_sites = lvm.sites(x, mask, "guide")
-    proposed = set(guide_sites)
+    proposed = set(lvm.sites(x, mask, "guide"))
     # a global latent the guide leaves to enumeration couples the data: one pass over them all
     coupled = any(
         info.latent and not info.local and info.name not in proposed for info in sites.values()
@@ -300,9 +299,7 @@ def replayed_posterior(
     global_log_p = global_log_q = zeros(x, s_draws)
     # a global latent, or a guide density joint over the data (AutoDiagonalNormal's one
     # vector), makes the scores joint: (S,)
-    has_global = any(not i.local for i in sites.values() if i.latent) or bool(
-        lvm.guide_structure(x, mask).global_auxiliary
-    )
+    has_global = joint_over_data(lvm, sites, x, mask)
     samples: dict[str, list[torch.Tensor]] = {}
     log_lik, local_log_p, local_log_q = [], [], []
     local_sites: list[str] = []

@@ -22,7 +22,7 @@ from ..core.data import all_observed, num_data, reference, take_rows, zeros
 from ..core.logweights import LogWeights
 from ..core.memory import check_fits, chunk_rows, current_budget
 from ..models._subsample import DataIndices
-from ..models.base import DATA_PLATE, LatentVariableModel, sample_sites
+from ..models.base import DATA_PLATE, LatentVariableModel, SiteInfo, sample_sites
 from ..models.capabilities import ParticleLogWeights, has
 from ..models.story import as_model
 from ._modelguide import check_model_guide, refuse_ignored_mask
@@ -31,6 +31,7 @@ __all__ = [
     "PARTICLE_PLATE",
     "check_model_guide",
     "concat_log_weights",
+    "joint_over_data",
     "log_weights",
     "log_weights_in_chunks",
     "particle_value",
@@ -290,6 +291,7 @@ def _scored_pass(
     g_log_p, g_log_q = zeros_global, zeros_global
     samples: dict[str, torch.Tensor] = {}
     local_sites: list[str] = []
+    coupled = False
 
     for name, site in sample_sites(model_tr):
         lp, local = site_log_prob(site, rank, num_particles, n, lvm.data_plate)
@@ -320,6 +322,7 @@ def _scored_pass(
                 if not getattr(site["fn"], "has_rsample", False):
                     log_q_score = lq if log_q_score is None else log_q_score + lq
             else:
+                coupled = True  # a global latent, or an auxiliary vector over all data
                 g_log_q = g_log_q + lq
     return LogWeights(
         log_p=log_p,
@@ -330,7 +333,19 @@ def _scored_pass(
         local_sites=tuple(local_sites),
         log_lik=log_lik,
         log_q_score=log_q_score,
+        coupled=coupled,
     )
+
+
+def joint_over_data(
+    lvm: LatentVariableModel, sites: dict[str, SiteInfo], x, mask, *, guide: bool = True
+) -> bool:
+    """Whether one particle's weight covers the whole data set rather than one datum: the story
+    has a global latent site, or (with ``guide``) the guide puts the density of local sites on
+    an auxiliary vector over all data (``AutoDiagonalNormal``). Every engine decides by this."""
+    if any(s.latent and not s.local for s in sites.values()):
+        return True
+    return guide and bool(lvm.guide_structure(x, mask).global_auxiliary)
 
 
 def concat_log_weights(parts: list[LogWeights], keep_samples: bool = True) -> LogWeights:
@@ -353,6 +368,8 @@ def concat_log_weights(parts: list[LogWeights], keep_samples: bool = True) -> Lo
         local_sites=first.local_sites,
         log_lik=cat("log_lik"),
         log_q_score=cat("log_q_score"),
+        path=first.path,
+        coupled=first.coupled,
     )
 
 

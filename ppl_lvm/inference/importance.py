@@ -40,7 +40,7 @@ from ..models.base import (
 )
 from ._enumops import exact_log_marginal, replayed_posterior
 from ._fitting import fit_by_gradient
-from ._weights import concat_log_weights, log_weights, log_weights_in_chunks
+from ._weights import concat_log_weights, joint_over_data, log_weights, log_weights_in_chunks
 from .base import Engine, with_guide
 from .objectives import Iwae, refuse_per_datum_weights
 
@@ -169,15 +169,13 @@ class ImportanceSampling(Engine):
         enumeration, summed inside each weight), "joint" (a global latent, or a guide density
         joint over the data, couples the data: one weight per particle for the whole data set)
         or "per_datum"."""
-        coupled = any(s.latent and not s.local for s in sites.values())
-        if self.proposal != "guide":
-            return "joint" if coupled else "per_datum"
-        guide = lvm.sites(x, mask, "guide")
-        left = [s.name for s in sites.values() if s.latent and s.name not in guide]
-        if left and all(sites[n].enumerate == "parallel" for n in left):
-            return "summed"
-        coupled = coupled or bool(lvm.guide_structure(x, mask).global_auxiliary)
-        return "joint" if coupled else "per_datum"
+        if self.proposal == "guide":
+            guide = lvm.sites(x, mask, "guide")
+            left = [s.name for s in sites.values() if s.latent and s.name not in guide]
+            if left and all(sites[n].enumerate == "parallel" for n in left):
+                return "summed"
+        joint = joint_over_data(lvm, sites, x, mask, guide=self.proposal == "guide")
+        return "joint" if joint else "per_datum"
 
     def _joint_weights(self, lvm, sites, x, mask, route: str, keep_samples: bool = False):
         """K particles' weights when they do not split over data: a LogWeights of the whole
@@ -235,27 +233,19 @@ class ImportanceSampling(Engine):
             with torch.no_grad(), seeded(seed):
                 out = self._joint_weights(lvm, sites, x, mask, route)
             w = out["log_p"] - out["log_q"] if isinstance(out, dict) else out.joint
-            if w.dim() == 1:
-                est, se, ess = (v[0] for v in log_mean_weight(w[:, None]))
-                return Evidence(
-                    per_datum=None,
-                    joint=est,
-                    num_data=num_data(x),
-                    kind="estimate",
-                    engine=self.name,
-                    stderr=se,
-                    ess=ess,
-                    khat=pareto_khat(w[:, None])[0].to(est.dtype) if khat else None,
-                    num_particles=self.num_particles,
-                )
-            est, se, ess = log_mean_weight(w)
+            # (K,) joint weights: one estimate for the data set, its error bars 0-dim
+            per = w.dim() == 2
+            est, se, ess = (v if per else v[0] for v in log_mean_weight(w if per else w[:, None]))
+            k_hat = pareto_khat(w if per else w[:, None]) if khat else None
             return Evidence(
-                per_datum=est,
+                per_datum=est if per else None,
+                joint=None if per else est,
+                num_data=num_data(x),
                 kind="estimate",
                 engine=self.name,
                 stderr=se,
                 ess=ess,
-                khat=pareto_khat(w).to(est.dtype) if khat else None,
+                khat=None if k_hat is None else (k_hat if per else k_hat[0]).to(est.dtype),
                 num_particles=self.num_particles,
             )
         parts: list[tuple[torch.Tensor, ...]] = []
@@ -325,8 +315,8 @@ class ImportanceSampling(Engine):
                 log_weights=out.joint,
                 local_sites=out.local_sites,
                 log_lik=out.log_lik,
-                log_p=out.global_log_p + out.log_p.sum(-1),
-                log_q=out.global_log_q + out.log_q.sum(-1),
+                log_p=out.joint_log_p,
+                log_q=out.joint_log_q,
             )
         with torch.no_grad(), seeded(seed):
             chunks: list[LogWeights] = list(self._weights(lvm, sites, x, mask, validate=True))

@@ -37,7 +37,7 @@ from ..models.base import LatentVariableModel, SiteInfo, sample_sites
 from . import _loop
 from ._enumops import replayed_posterior
 from ._fitting import fit_by_gradient
-from ._weights import log_weights_in_chunks
+from ._weights import joint_over_data, log_weights_in_chunks
 from .base import Engine
 from .objectives import OBJECTIVES, Objective
 
@@ -194,13 +194,13 @@ class SVI(Engine):
             ``history``: the minibatch objective per datum at every step.
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
-        globals_ = [s.name for s in sites.values() if s.latent and not s.local]
-        if self.objective == "iwae" and globals_ and (self.batch_size or num_data(x)) < num_data(x):
+        minibatch = (self.batch_size or num_data(x)) < num_data(x)
+        if self.objective == "iwae" and minibatch and joint_over_data(lvm, sites, x, mask):
             raise UnsupportedModelError(
-                f"story '{lvm.name}' has global latent sites {globals_}, so its IWAE bound is "
-                "one joint bound over all data, and a minibatch's is no unbiased estimate of "
-                "it; use SVI(objective='iwae', batch_size=None), or objective='elbo' for "
-                "minibatches."
+                f"story '{lvm.name}' has global latent sites (or a guide density over all data), "
+                "so its IWAE bound is one joint bound over all data, and a minibatch's is no "
+                "unbiased estimate of it; use SVI(objective='iwae', batch_size=None), or "
+                "objective='elbo' for minibatches."
             )
         seed = resolve_seed(seed)
         loop, info, seconds = fit_by_gradient(
@@ -315,10 +315,7 @@ class SVI(Engine):
                     "nothing. Use SVI(objective='elbo'), whose scaled ELBO is what Pyro's "
                     "Trace_ELBO and TraceEnum_ELBO compute."
                 )
-        # a global latent, or a guide density joint over the data, couples the data
-        has_global = any(s.latent and not s.local for s in sites.values()) or bool(
-            lvm.guide_structure(x, mask).global_auxiliary
-        )
+        has_global = joint_over_data(lvm, sites, x, mask)
         if self._objective.enumerated(sites) or has_global:
             # guide draws with the enumerated sites summed exactly (TraceEnum_ELBO's meaning);
             # with a global latent the weights are joint over the data, (K,)
