@@ -45,45 +45,11 @@ assert tuple(ENGINES) == stories.ENGINE_NAMES
 
 REFUSALS = (UnsupportedModelError, ModelGuideMismatchError)
 
-# What goes wrong today, one line each; every failing (story, engine) below is a strict xfail of
-# issue 13 with one of these reasons, so it turns red once the bug is fixed.
-PARTICLE_INDEXING = (
-    "the story's plain indexing (locs[assignment], weights.expand((N,) + weights.shape), LDA's "
-    "topic_words[word_topics]) does not broadcast over the particle plate: 'Shape mismatch' or "
-    "'size of tensor a (5) must match the size of tensor b (2000)', and no unvectorised path runs"
-)
-LOC_X_INDEXING = (
-    "particles as an outer plate break the tutorial's plain indexing loc[x]: 'Shape mismatch "
-    "inside plate('data') at site obs dim -1, 10 vs 3' in SVI's path for global latents "
-    "(replayed_posterior), which has no per-particle fallback yet (log_weights has one)"
-)
-EXPAND_INDEXING = (
-    "particles as an outer plate break the test's weights.expand((N,) + weights.shape): 'Shape "
-    "mismatch inside plate('data') at site obs dim -1, 5 vs 2' in SVI's path for global latents "
-    "(replayed_posterior), which has no per-particle fallback yet (log_weights has one)"
-)
-ADVICE_LOC_X_INDEXING = (
-    "the refusal advises SVI('elbo'), which crashes on the tutorial's loc[x] indexing under "
-    "particles (Shape mismatch inside plate('data'), 10 vs 3)"
-)
-
-XFAIL_EVIDENCE: dict[tuple[str, str], str] = {
-    ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
-    ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("enumeration_tutorial_gmm", "svi-iwae"): LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
-}
-XFAIL_POSTERIOR: dict[tuple[str, str], str] = {
-    ("enumeration_tutorial_gmm", "is-guide"): PARTICLE_INDEXING,
-    ("enumeration_tutorial_gmm", "svi-elbo"): LOC_X_INDEXING,
-    ("autoguide_discrete_parallel", "svi-elbo"): EXPAND_INDEXING,
-    ("autoguide_discrete_parallel", "svi-iwae"): EXPAND_INDEXING,
-}
-XFAIL_ADVICE: dict[tuple[str, str], str] = {
-    ("enumeration_tutorial_gmm", "svi-iwae"): ADVICE_LOC_X_INDEXING,
-    ("lda_small", "enumeration"): PARTICLE_INDEXING,
-}
+# A known bug goes here as (story, engine) -> a one-line reason: a strict xfail, so it turns red
+# once the bug is fixed. Every case of the catalogue passes today.
+XFAIL_EVIDENCE: dict[tuple[str, str], str] = {}
+XFAIL_POSTERIOR: dict[tuple[str, str], str] = {}
+XFAIL_ADVICE: dict[tuple[str, str], str] = {}
 
 
 def _expected() -> dict[str, dict[str, str]]:

@@ -8,6 +8,7 @@ import math
 import pyro
 import pyro.distributions as dist
 import pytest
+import stories
 import torch
 from torch.distributions import constraints
 
@@ -403,3 +404,31 @@ def normal_normal_plain(x, mask=None):
     with pyro.plate("data", x.shape[0]):
         z = pyro.sample("z", dist.Normal(0.0, 1.0))
         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def test_the_enumeration_tutorial_trains_with_several_particles_one_at_a_time():
+    """The tutorial's ``loc[x]`` does not broadcast over a leading particle dim: Pyro's own
+    vectorised TraceEnum_ELBO fails on it, so SVI.fit with K = 4 particles falls back to Pyro's
+    loop over particles; the trained guide's ELBO (five seeds, K = 20 each) rises above the
+    untrained one by more than 4 standard errors of the difference."""
+    from pyro.infer import TraceEnum_ELBO
+
+    module = stories.load("enumeration_tutorial_gmm")
+    x = module.data()
+    vectorised = TraceEnum_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
+    with pytest.raises(ValueError, match="Shape mismatch inside plate"):
+        vectorised.loss(module.model, module.guide, x)
+    story = stories.build(module)
+    engine = SVI("elbo", num_particles=4, lr=0.05, batch_size=None)
+
+    def bound() -> torch.Tensor:
+        return torch.tensor(
+            [SVI("elbo", num_particles=20).log_evidence(story, x, seed=s).total for s in range(5)]
+        )
+
+    before = bound()
+    fit = engine.fit(story, x, steps=100, seed=0, progress=False)
+    after = bound()
+    assert torch.isfinite(fit.history).all() and fit.num_steps == 100
+    se = math.sqrt(float(before.var() + after.var()) / 5)
+    assert float(after.mean() - before.mean()) > 4 * se

@@ -9,6 +9,7 @@ too, so no engine calls another.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -40,7 +41,14 @@ from ._contract import (
     marginals,
 )
 from ._jointsupport import enumerable as _enumerable
-from ._weights import PARTICLE_PLATE, joint_over_data, particle_value, plate_nesting, site_log_prob
+from ._weights import (
+    NO_BROADCAST,
+    PARTICLE_PLATE,
+    joint_over_data,
+    particle_value,
+    plate_nesting,
+    site_log_prob,
+)
 
 __all__ = [
     "enum_trace",
@@ -273,14 +281,34 @@ def replayed_posterior(
             "subsample_size for the posterior (pyro.plate(..., len(x)) as ind keeps x[ind] "
             "working, and SVI.fit(batch_size=B) still minibatches through the plate's indices)."
         )
-    s_draws = max(2, num_samples)  # a particle plate of size 1 would be packed away too
+    try:
+        return _replayed(lvm, x, mask, sites, num_samples, budget, vectorised=True)
+    except (ValueError, RuntimeError) as err:
+        if not any(sign in str(err) for sign in NO_BROADCAST):
+            raise
+    # the story does not broadcast over a leading particle dim: one draw at a time, each with
+    # its own global draws (the weighting routine's documented slower path)
+    parts = [
+        _replayed(lvm, x, mask, sites, 1, budget, vectorised=False) for _ in range(num_samples)
+    ]
+    return {
+        "samples": {k: torch.cat([p["samples"][k] for p in parts]) for k in parts[0]["samples"]},
+        "local_sites": parts[0]["local_sites"],
+        **{k: torch.cat([p[k] for p in parts]) for k in ("log_lik", "log_p", "log_q")},
+    }
+
+
+def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -> dict[str, Any]:
+    """:func:`replayed_posterior` under a particle plate of S draws (``vectorised``), or one
+    draw with no particle plate at all."""
+    # a particle plate of size 1 would be packed away too
+    s_draws = max(2, num_samples) if vectorised else 1
     plate = _data_plate(lvm)
     n = num_data(x)
     states = 1
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
-    plate = _data_plate(lvm)
     proposed = set(lvm.sites(x, mask, "guide"))
     # a global latent the guide leaves to enumeration couples the data: one pass over them all
     coupled = any(
@@ -294,7 +322,9 @@ def replayed_posterior(
         plate_nesting(lvm.trace(first_x, first_m, "guide")),
     )
     prank = rank + 1  # with the particle dim
-    particles = pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank)
+    particles = (
+        pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank) if vectorised else contextlib.nullcontext()
+    )
     global_guide = None
     global_log_p = global_log_q = zeros(x, s_draws)
     # a global latent, or a guide density joint over the data (AutoDiagonalNormal's one

@@ -28,6 +28,7 @@ from ..models.story import as_model
 from ._modelguide import check_model_guide, refuse_ignored_mask
 
 __all__ = [
+    "NO_BROADCAST",
     "PARTICLE_PLATE",
     "check_model_guide",
     "concat_log_weights",
@@ -228,7 +229,7 @@ def log_weights(
     try:
         return _scored_pass(lvm, x, mask, num_particles, proposal, rank, fns, vectorised=True)
     except (ValueError, RuntimeError) as err:  # Pyro's plate check, or torch's broadcasting
-        if not any(sign in str(err) for sign in _NO_BROADCAST):
+        if not any(sign in str(err) for sign in NO_BROADCAST):
             raise
     # the story does not broadcast over a leading particle dim (plain indexing such as
     # locs[assignment], or weights.expand((N,) + weights.shape)): the documented slower path,
@@ -242,7 +243,7 @@ def log_weights(
 
 #: What a failed vectorised pass says when the story does not broadcast over particles: Pyro's
 #: plate check, and :func:`site_log_prob`'s own.
-_NO_BROADCAST = (
+NO_BROADCAST = (
     "Shape mismatch inside plate",
     "does not broadcast over the leading particle",
     "must match the size of tensor",

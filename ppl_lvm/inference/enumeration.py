@@ -113,7 +113,7 @@ class Enumeration(Engine):
     name = "Enumeration"
     evidence_kind = "exact"
     handles_continuous_local = False
-    alternatives_for_continuous = ("ImportanceSampling", "SVI")
+    alternatives_for_continuous = ("ImportanceSampling(proposal='prior')",)
     options = ("max_states",)
 
     def __init__(self, max_states: int = 2**16):

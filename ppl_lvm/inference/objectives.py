@@ -24,6 +24,7 @@ from pyro.infer.elbo import ELBO
 from pyro.poutine.messenger import Messenger
 
 from ..core.data import num_data as rows_of  # `num_data` is N here, an argument
+from ..core.data import take_rows
 from ..core.errors import UnsupportedModelError
 from ..core.logweights import LogWeights
 from ..core.stats import iwae_bound
@@ -36,7 +37,7 @@ from ..models.capabilities import (
     ParticleLogWeights,
     has,
 )
-from ._weights import log_weights
+from ._weights import NO_BROADCAST, log_weights
 
 __all__ = ["OBJECTIVES", "Elbo", "Iwae", "MeanField", "Objective", "refuse_per_datum_weights"]
 
@@ -81,6 +82,8 @@ class Objective:
     def __init__(self, num_particles: int, estimator: Estimator = "standard"):
         self.num_particles = num_particles
         self.estimator = estimator
+        # False once a story has failed to broadcast over a leading particle dim
+        self._vectorise = True
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         """Refuse, before any work, a story this objective cannot handle."""
@@ -152,19 +155,31 @@ class Objective:
                     max_plate_nesting=rank, rows=indices,
                 )  # fmt: skip
                 if indices is not None:
-                    xb, mb = xb[indices], None if mb is None else mb[indices]
+                    xb, mb = take_rows(xb, indices), take_rows(mb, indices)
                 return self.surrogate(lvm, lw, xb, mb, scale) / num_data
         k = self.num_particles
         loss_cls = TraceEnum_ELBO if enumerated else self.pyro_loss
-        loss = loss_cls(num_particles=k, vectorize_particles=k > 1, max_plate_nesting=rank)
         # with indices the plate itself scales by N / B
         scaler = (
             _ScaleLocal(scale, lvm.data_plate)
             if indices is None
             else DataIndices(lvm.data_plate, indices, num_data)
         )
-        with lvm.scoped():
-            value = loss.differentiable_loss(scaler(lvm.model), scaler(lvm.guide), xb, mb)
+        model, guide = scaler(lvm.model), scaler(lvm.guide)
+        try:
+            vectorise = k > 1 and self._vectorise
+            loss = loss_cls(num_particles=k, vectorize_particles=vectorise, max_plate_nesting=rank)
+            with lvm.scoped():
+                value = loss.differentiable_loss(model, guide, xb, mb)
+        except (ValueError, RuntimeError) as err:
+            if not vectorise or not any(sign in str(err) for sign in NO_BROADCAST):
+                raise
+            # a story that does not broadcast over a leading particle dim: Pyro's own loop
+            # over the particles (the weighting routine's slower path), from now on
+            self._vectorise = False
+            loss = loss_cls(num_particles=k, vectorize_particles=False, max_plate_nesting=rank)
+            with lvm.scoped():
+                value = loss.differentiable_loss(model, guide, xb, mb)
         return -value / num_data
 
     # -- evaluation -------------------------------------------------------------------------
