@@ -152,7 +152,9 @@ def test_refuses_continuous_local_site():
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
             pyro.sample("x", dist.Normal(z, 1.0), obs=x[:, 0])
 
-    with pytest.raises(UnsupportedModelError, match=r"'z' \(Normal\).*ImportanceSampling or SVI"):
+    with pytest.raises(
+        UnsupportedModelError, match=r"'z' \(Normal\).*ImportanceSampling\(proposal='prior'\)"
+    ):
         Enumeration().log_evidence(model, torch.zeros(3, 1))
 
 
