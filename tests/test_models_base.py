@@ -169,3 +169,30 @@ def test_module_params_are_local():
     assert torch.allclose(sa, torch.tensor(2.0)) and torch.allclose(sb, torch.tensor(3.0))
     assert len(pyro.get_param_store()) == 0
     assert len(a.trainable_parameters()) == 1
+
+
+def test_the_kept_look_follows_the_data_it_was_taken_of():
+    """An engine call looks at the same data several times and keeps the last look; a story
+    whose structure depends on the values sees new values, after an in-place change or in
+    another tensor, and the look inside another Pyro handler is never reused."""
+    import pyro.poutine as poutine
+
+    calls = {"n": 0}
+
+    def model(x, mask=None):
+        calls["n"] += 1
+        with pyro.plate("data", len(x)):
+            if float(x.sum()) > 0:
+                pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x[:, 0])
+
+    story = from_functions(model)
+    x = torch.ones(3, 1)
+    assert "z" in story.sites(x) and "z" in story.sites(x) and calls["n"] == 1
+    x.mul_(-1)  # the same tensor, new values: a new look
+    assert "z" not in story.sites(x) and calls["n"] == 2
+    assert "z" in story.sites(torch.ones(3, 1)) and calls["n"] == 3
+    with poutine.block():
+        story.trace(torch.ones(3, 1))
+        story.trace(torch.ones(3, 1))
+    assert calls["n"] == 5

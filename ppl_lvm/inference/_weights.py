@@ -211,10 +211,18 @@ def log_weights(
             return out
     with lvm.scoped():
         if max_plate_nesting is None or validate:
-            model_tr0 = poutine.trace(model_fn).get_trace(x, mask)
+            # the model's own look at these data (kept for the engine call) unless the
+            # minibatch's indices change what the story does
+            model_tr0 = (
+                lvm.trace(x, mask) if rows is None else poutine.trace(model_fn).get_trace(x, mask)
+            )
             rank = plate_nesting(model_tr0)
             if proposal == "guide":
-                guide_tr0 = poutine.trace(guide_fn).get_trace(x, mask)
+                guide_tr0 = (
+                    lvm.trace(x, mask, "guide")
+                    if rows is None
+                    else poutine.trace(guide_fn).get_trace(x, mask)
+                )
                 rank = max(rank, plate_nesting(guide_tr0))
         else:
             rank = max_plate_nesting
@@ -436,7 +444,9 @@ def log_weights_in_chunks(
     first = True
     for start in range(0, n, rows):
         sl = slice(start, min(start + rows, n))
-        if declared is None:
+        if declared is None and rows >= n:  # all of them: the very tensors, whose look is kept
+            xb, mb, idx = x, mask, None
+        elif declared is None:
             xb, mb, idx = take_rows(x, sl), take_rows(mask, sl), None
         else:  # the plate takes exactly B indices: the last chunk overlaps the one before
             xb, mb, begin = x, mask, min(start, n - declared)

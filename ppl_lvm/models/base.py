@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,6 +22,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import transform_to
 
@@ -242,6 +244,26 @@ class _OuterParams(Messenger):
         store.setdefault(name, value, constraint)
 
 
+def _look_key(x: Any, mask: Any) -> tuple | None:
+    """What identifies one look at the data: weak references to ``x`` and ``mask`` and their
+    versions; None (no reuse) for dict data or inside a Pyro handler, which may change what
+    the story does."""
+    # the model's own parameter scope changes nothing the story does; any other handler may
+    if any(not isinstance(m, _OuterParams) for m in _PYRO_STACK) or not isinstance(x, torch.Tensor):
+        return None
+    if mask is not None and not isinstance(mask, torch.Tensor):
+        return None
+    refs = (weakref.ref(x), None if mask is None else weakref.ref(mask))
+    return refs, (x._version, None if mask is None else mask._version)
+
+
+def _same_look(old: tuple, new: tuple) -> bool:
+    (x_old, m_old), versions_old = old
+    (x_new, m_new), versions_new = new
+    same_mask = m_old is None if m_new is None else (m_old is not None and m_old() is m_new())
+    return x_old() is x_new() and same_mask and versions_old == versions_new
+
+
 class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     """Base class of every generative story: a Pyro model and guide over ``(x, mask=None)``.
 
@@ -365,13 +387,24 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     ) -> poutine.Trace:
         """One ordinary (unvectorised, unenumerated) trace of the model or the guide."""
         fn = self.model if which == "model" else self.guide
+        # One engine call looks at the same data several times (sites, supports, plate depth,
+        # subsampling); the look is the same each time, so the last one is kept, for these very
+        # tensors unchanged (identity and version) and outside any Pyro handler.
+        looks = self.__dict__.setdefault("_ppl_last_look", {})
+        key = _look_key(x, mask)
+        last = looks.get(which)
+        if key is not None and last is not None and _same_look(last[0], key):
+            return last[1]
         # a look at the structure must not move the caller's random stream: the same seed has
         # to give the same numbers whether or not the metadata was already known. Its own draws
         # come from a fixed stream, so that parameters a guide creates lazily on its first run
         # (Pyro's autoguides) start the same whatever the caller's state
         with self.scoped(), fork_rng():
             torch.default_generator.manual_seed(0)
-            return poutine.trace(fn).get_trace(x, mask)
+            tr = poutine.trace(fn).get_trace(x, mask)
+        if key is not None:
+            looks[which] = (key, tr)
+        return tr
 
     def sites(
         self,
