@@ -93,11 +93,13 @@ def _vae_rows(repeat: int) -> list[dict]:
     story = vae_story(builtin)
     engine = SVI("elbo", lr=1e-3, batch_size=100)
 
-    def epoch(model):
-        return lambda: engine.fit(model, x, epochs=1, seed=0, progress=False, initialize=False)
+    def epochs(model):
+        # per epoch of a 3-epoch fit, as bench_vae times the built-in model: a fit's one-off
+        # set-up (the story's minibatch plan, parameters) is shared out as it is in use
+        return lambda: engine.fit(model, x, epochs=3, seed=0, progress=False, initialize=False)
 
-    t_story = best_time(epoch(story), repeat)
-    t_builtin = best_time(epoch(builtin), repeat)
+    t_story = best_time(epochs(story), repeat) / 3
+    t_builtin = best_time(epochs(builtin), repeat) / 3
     one = x[:1]
     is_engine = ImportanceSampling("guide", num_particles=1000)
 
@@ -112,7 +114,8 @@ def _vae_rows(repeat: int) -> list[dict]:
     i_builtin = best_time(evidence(builtin), repeat)
     return [
         row(
-            "SVI epoch, mnist5k, examples/vae/vae.py as a story vs VAE(784,20,(400,)) built in",
+            "SVI epoch (3-epoch fit), mnist5k, examples/vae/vae.py as a story vs VAE(784,20,(400,))"
+            " built in",
             t_story,
             "the built-in VAE",
             t_builtin,
