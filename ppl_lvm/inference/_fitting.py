@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pyro
 import torch
 
 from ..core.checks import check_data, check_positive_int, refuse_all_masked
@@ -141,12 +142,31 @@ def fit_by_gradient(
                 "pyro.param or as module parameters."
             )
 
-        def step(idx: torch.Tensor | None) -> torch.Tensor:
+        def one_step(idx: torch.Tensor | None, lean: bool) -> torch.Tensor:
             if plan.mode == "indices" and idx is not None:
-                return objective.step(lvm, x, mask, n, rank, enumerated, indices=idx)
+                return objective.step(lvm, x, mask, n, rank, enumerated, indices=idx, lean=lean)
             xb = x if idx is None else take_rows(x, idx)
             mb = mask if idx is None else take_rows(mask, idx)
-            return objective.step(lvm, xb, mb, n, rank, enumerated)
+            return objective.step(lvm, xb, mb, n, rank, enumerated, lean=lean)
+
+        checked = False
+
+        def step(idx: torch.Tensor | None) -> torch.Tensor:
+            # The first step runs Pyro's own loss with Pyro's validation as the user set it:
+            # site shapes, model against guide, distribution arguments. Later steps skip those
+            # per-step checks, as the built-in models' tensor paths do (the data's supports were
+            # checked on all N before any work, and a non-finite value stops the loop); a step
+            # that comes out non-finite is run again with validation, so that Pyro's own error
+            # names an invalid argument where there is one.
+            nonlocal checked
+            if not checked:
+                checked = True
+                return one_step(idx, lean=False)
+            with pyro.validation_enabled(False):
+                value = one_step(idx, lean=True)
+            if not torch.isfinite(value.detach()).all():
+                one_step(idx, lean=False)
+            return value
 
         def nan_message(value: float, at: int, good: int) -> str:
             return (

@@ -16,6 +16,7 @@ Adding an objective is a subclass here and an entry in :data:`OBJECTIVES`.
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar, Literal
 
 import torch
@@ -37,6 +38,7 @@ from ..models.capabilities import (
     ParticleLogWeights,
     has,
 )
+from ._leanelbo import NotLean, lean_elbo
 from ._weights import NO_BROADCAST, log_weights
 
 __all__ = ["OBJECTIVES", "Elbo", "Iwae", "MeanField", "Objective", "refuse_per_datum_weights"]
@@ -84,6 +86,8 @@ class Objective:
         self.estimator = estimator
         # False once a story has failed to broadcast over a leading particle dim
         self._vectorise = True
+        # stories that need Pyro's full Trace_ELBO on every step (see _leanelbo)
+        self._not_lean: weakref.WeakSet = weakref.WeakSet()
 
     def check_supported(self, model: LatentVariableModel, sites: dict[str, SiteInfo]) -> None:
         """Refuse, before any work, a story this objective cannot handle."""
@@ -99,6 +103,11 @@ class Objective:
         return _enumerated(sites)
 
     # -- one minibatch ----------------------------------------------------------------------
+    def has_direct_step(self, lvm: LatentVariableModel) -> bool:
+        """Whether :meth:`direct_step` may have a fast path for ``lvm`` (asked first, so that a
+        story without one does not enter its parameter scope twice a step)."""
+        return False
+
     def direct_step(
         self, lvm: LatentVariableModel, xb: torch.Tensor, mb: torch.Tensor | None, scale: float
     ) -> torch.Tensor | None:
@@ -125,6 +134,7 @@ class Objective:
         rank: int,
         enumerated: bool,
         indices: torch.Tensor | None = None,
+        lean: bool = False,
     ) -> torch.Tensor:
         """A differentiable estimate of the full-data objective divided by N (a scalar).
 
@@ -141,9 +151,14 @@ class Objective:
         indices : torch.Tensor of shape (B,), optional
             The minibatch as the data plate's subsample indices (Pyro's own subsampling, which
             also scales by N / B): model and guide see all of ``xb`` and pick their rows.
+        lean : bool
+            Where the traced path would run Pyro's ``Trace_ELBO`` with one particle, accumulate
+            the same ELBO without trace objects when every guide site is reparameterised
+            (:mod:`._leanelbo`); SVI asks for it after a first step through Pyro has checked
+            the story.
         """
         scale = num_data / (rows_of(xb) if indices is None else len(indices))
-        if not enumerated and indices is None:
+        if not enumerated and indices is None and self.has_direct_step(lvm):
             with lvm.scoped():
                 direct = self.direct_step(lvm, xb, mb, scale)
             if direct is not None:
@@ -166,6 +181,13 @@ class Objective:
             else DataIndices(lvm.data_plate, indices, num_data)
         )
         model, guide = scaler(lvm.model), scaler(lvm.guide)
+        if lean and k == 1 and loss_cls is Trace_ELBO and lvm not in self._not_lean:
+            try:
+                with lvm.scoped():
+                    return lean_elbo(model, guide, xb, mb) / num_data
+            except NotLean:
+                # a score-function term or a site the guide does not draw: Pyro from now on
+                self._not_lean.add(lvm)
         try:
             vectorise = k > 1 and self._vectorise
             loss = loss_cls(num_particles=k, vectorize_particles=vectorise, max_plate_nesting=rank)
@@ -250,6 +272,9 @@ class MeanField(Elbo):
     name = "meanfield"
     pyro_loss = TraceMeanField_ELBO
 
+    def has_direct_step(self, lvm):
+        return has(lvm, MeanFieldTerms)
+
     def direct_step(self, lvm, xb, mb, scale):
         if not has(lvm, MeanFieldTerms):
             return None
@@ -331,6 +356,9 @@ class Iwae(Objective):
                 f"with its parameters detached, and story '{model.name}' does not declare one "
                 "(models.capabilities.DetachableGuide); use estimator='standard'."
             )
+
+    def has_direct_step(self, lvm):
+        return self.estimator == "dreg"
 
     def direct_step(self, lvm, xb, mb, scale):
         if self.estimator != "dreg":
