@@ -26,6 +26,7 @@ import torch
 from ppl_lvm import inference
 from ppl_lvm.inference import (
     SVI,
+    AnnealedImportanceSampling,
     Enumeration,
     ImportanceSampling,
     ModelGuideMismatchError,
@@ -40,6 +41,7 @@ ENGINES = {
     "is-guide": lambda: ImportanceSampling("guide", 2000),
     "svi-elbo": lambda: SVI("elbo", num_particles=50),
     "svi-iwae": lambda: SVI("iwae", num_particles=50),
+    "ais": lambda: AnnealedImportanceSampling("prior", num_steps=100, num_chains=16),
 }
 assert tuple(ENGINES) == stories.ENGINE_NAMES
 

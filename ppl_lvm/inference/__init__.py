@@ -8,6 +8,7 @@ from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
 from ._enumops import exact_log_marginal
 from ._weights import check_model_guide, log_weights, log_weights_in_chunks
+from .ais import AnnealedImportanceSampling, Bracket
 from .base import Engine
 from .enumeration import Enumeration
 from .importance import ImportanceSampling
@@ -38,10 +39,17 @@ register(
     partial(SVI, objective="meanfield"),
     label="ELBO with its KL in closed form, the default fit of deep models",
 )
+register(
+    "ais",
+    partial(AnnealedImportanceSampling, proposal="prior"),
+    label="annealed importance sampling from the prior, HMC moves",
+)
 del _proposal, _text, _PROPOSALS
 
 __all__ = [
     "SVI",
+    "AnnealedImportanceSampling",
+    "Bracket",
     "Engine",
     "EngineSpec",
     "Enumeration",

@@ -255,6 +255,8 @@ NO_BROADCAST = (
     "Shape mismatch inside plate",
     "does not broadcast over the leading particle",
     "must match the size of tensor",
+    "objects cannot be broadcast to a single shape",
+    "Value is not broadcastable with batch_shape",
 )
 
 

@@ -359,7 +359,8 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         with (
             pyro.settings.context(module_local_params=True),
             pyro.get_param_store().scope(self._param_state()),
-            _OuterParams(outer),
+            # (with nothing outside, nothing to start from: one handler less on every site)
+            _OuterParams(outer) if outer["params"] else contextlib.nullcontext(),
         ):
             yield
 

@@ -23,7 +23,7 @@ import inspect
 from types import ModuleType
 
 #: The engines every story is run through, by the names ``ENGINES`` uses.
-ENGINE_NAMES = ("enumeration", "is-prior", "is-guide", "svi-elbo", "svi-iwae")
+ENGINE_NAMES = ("enumeration", "is-prior", "is-guide", "svi-elbo", "svi-iwae", "ais")
 
 #: What ``ENGINES`` may say:
 #: "exact"    - kind "exact", equal to ``exact_log_evidence`` to 1e-5 (float64);

@@ -70,4 +70,5 @@ ENGINES = {
     "is-guide": "bound",  # an untrained guide: a valid but poor proposal
     "svi-elbo": "bound",  # TraceEnum_ELBO with the assignments enumerated in the guide
     "svi-iwae": "bound",  # the assignments drawn from the guide: a valid IWAE bound
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

@@ -51,4 +51,5 @@ ENGINES = {
     "is-guide": "estimate",
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",
 }

@@ -48,4 +48,5 @@ ENGINES = {
     "is-guide": "estimate",  # the guide is joint over the data: one weight per particle for all
     "svi-elbo": "bound",
     "svi-iwae": "bound",  # the joint IWAE bound, the auxiliary site's density included
+    "ais": "estimate",
 }

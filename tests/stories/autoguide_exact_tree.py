@@ -56,4 +56,5 @@ ENGINES = {
     "is-guide": "estimate",
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",
 }

@@ -74,4 +74,5 @@ ENGINES = {
     "is-guide": "bound",  # the untrained AutoNormal (scale 0.1) is a narrow proposal
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",
 }

@@ -107,4 +107,5 @@ ENGINES = {
     "is-guide": "bound",  # the example's narrow random start: a valid but poor proposal
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",
 }

@@ -84,4 +84,5 @@ ENGINES = {
     "is-guide": "estimate",
     "svi-elbo": "bound",  # Trace_ELBO: z drawn from the guide (nothing marked to enumerate)
     "svi-iwae": "bound",
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

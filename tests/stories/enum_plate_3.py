@@ -25,4 +25,5 @@ ENGINES = {
     "is-guide": "estimate",  # x drawn from the guide, y summed in the model
     "svi-elbo": "bound",  # TraceEnum_ELBO, x enumerated in the guide
     "svi-iwae": "bound",  # y summed inside each weight: the IWAE bound of the marginal story
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

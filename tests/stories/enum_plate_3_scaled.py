@@ -29,4 +29,5 @@ ENGINES = {
     "is-guide": "runs",
     "svi-elbo": "bound",  # scale × ELBO <= scale × log p(x)
     "svi-iwae": "refuse",  # under poutine.scale the log-mean-exp of scaled weights bounds nothing
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

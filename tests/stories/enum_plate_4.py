@@ -97,4 +97,5 @@ ENGINES = {
     "is-guide": "estimate",  # the empty guide proposes nothing: a and b are summed
     "svi-elbo": "bound",  # with the empty guide, TraceEnum_ELBO's ELBO is log p(x) itself
     "svi-iwae": "bound",  # a and b summed inside each weight: the IWAE bound is log p(x)
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

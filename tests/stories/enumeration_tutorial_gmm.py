@@ -65,4 +65,5 @@ ENGINES = {
     "is-guide": "bound",  # the untrained AutoNormal (scale 0.1) is a narrow proposal
     "svi-elbo": "bound",  # TraceEnum_ELBO: x summed exactly, the globals drawn from the guide
     "svi-iwae": "bound",  # the joint IWAE bound, the assignments summed inside each weight
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

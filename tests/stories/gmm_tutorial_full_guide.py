@@ -103,4 +103,5 @@ ENGINES = {
     "is-guide": "refuse",  # point masses over the globals
     "svi-elbo": "refuse",  # a MAP objective, not a bound
     "svi-iwae": "refuse",
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

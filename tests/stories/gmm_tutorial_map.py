@@ -80,4 +80,5 @@ ENGINES = {
     "is-guide": "refuse",  # a point mass is no proposal
     "svi-elbo": "refuse",  # a MAP objective, not a bound
     "svi-iwae": "refuse",
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

@@ -119,4 +119,5 @@ ENGINES = {
     "is-guide": "refuse",  # no guide
     "svi-elbo": "refuse",  # no guide
     "svi-iwae": "refuse",
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

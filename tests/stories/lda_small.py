@@ -152,4 +152,5 @@ ENGINES = {
     "is-guide": "refuse",  # the document topics are a point mass (Delta) in the guide
     "svi-elbo": "refuse",  # a Delta over a continuous latent: a MAP objective, not a bound
     "svi-iwae": "refuse",
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

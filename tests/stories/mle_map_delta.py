@@ -56,4 +56,5 @@ ENGINES = {
     "is-guide": "refuse",  # a point mass is no proposal
     "svi-elbo": "refuse",  # a MAP objective, not a bound
     "svi-iwae": "refuse",
+    "ais": "estimate",  # from the prior: the guide's point mass is not used
 }

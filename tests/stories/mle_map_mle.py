@@ -57,4 +57,5 @@ ENGINES = {
     "is-guide": "estimate",
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "refuse",  # no latent site: Enumeration gives log p(x)
 }

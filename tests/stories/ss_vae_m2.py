@@ -266,4 +266,5 @@ ENGINES = {
     "is-guide": "bound",  # an untrained encoder: a valid proposal, not a trustworthy SE
     "svi-elbo": "bound",  # TraceEnum_ELBO, y_unobserved enumerated in the guide
     "svi-iwae": "bound",  # y_unobserved drawn from the guide: a valid IWAE bound
+    "ais": "refuse",  # HMC moves continuous latents; discrete ones are refused
 }

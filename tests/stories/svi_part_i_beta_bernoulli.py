@@ -60,4 +60,5 @@ ENGINES = {
     "is-guide": "estimate",
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",  # HMC on the logit of the fairness
 }

@@ -139,4 +139,5 @@ ENGINES = {
     "is-guide": "bound",
     "svi-elbo": "bound",
     "svi-iwae": "bound",
+    "ais": "estimate",
 }
