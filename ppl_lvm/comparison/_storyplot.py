@@ -34,7 +34,7 @@ def _panel(
     times: float,
 ) -> bool:
     """One point per row with a value, ± ``times`` × its error; returns whether any was drawn."""
-    drawn, labelled = False, set()
+    drawn, labelled, bracketed = False, set(), False
     offsets = dict(zip(engines, _offsets(len(engines)), strict=True))
     for r in rows:
         if r[value] is None:
@@ -56,7 +56,16 @@ def _panel(
         drawn = True
         if value == "estimate" and r["lower"] is not None and r["upper"] is not None:
             # a bracket (an AIS lower and upper bound) is drawn as the interval it is
-            ax.vlines(xpos + 0.04, r["lower"], r["upper"], color=colour, lw=5, alpha=0.35)
+            ax.vlines(
+                xpos + 0.04,
+                r["lower"],
+                r["upper"],
+                color=colour,
+                lw=5,
+                alpha=0.35,
+                label=None if bracketed else "bracket (lower, upper)",
+            )
+            bracketed = True
     ax.set_xticks(range(len(stories)), list(stories), rotation=20, ha="right")
     ax.set_xlim(-0.6, len(stories) - 0.4)
     ax.grid(axis="y", alpha=0.3)
@@ -89,7 +98,7 @@ def plot_stories(
     pathlib.Path
     """
     width = max(8.0, 1.6 * len(stories) + 4.0)
-    fig = Figure(figsize=(width, 4.2))
+    fig = Figure(figsize=(width, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2)
     if _panel(left, rows, stories, engines, "estimate", "stderr", 2.0):
         left.legend(fontsize=7, loc="best")
