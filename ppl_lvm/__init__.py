@@ -5,7 +5,7 @@ inference behind one model/guide contract.
 """
 
 from . import datasets, diagnostics, inference, models, plots
-from .comparison import Comparison, compare
+from .comparison import Comparison, StoryComparison, compare
 from .completion import Completion, complete
 from .core import Evidence, FitResult, Posterior, UnsupportedModelError, memory_budget
 from .inference import Engine
@@ -21,6 +21,7 @@ __all__ = [
     "FitResult",
     "LatentVariableModel",
     "Posterior",
+    "StoryComparison",
     "UnsupportedModelError",
     "__version__",
     "compare",

@@ -369,6 +369,12 @@ class LooWaic:
     loo_warning, waic_warning : bool
         Whether ArviZ warned (a k̂ above ``good_k``; a posterior variance of the log
         predictive density above 0.4).
+    max_fitted_khat : float
+        The largest finite k̂: ArviZ gives inf or NaN where a datum's tail could not be fitted
+        (few distinct log-likelihood values among the draws, as under a discrete posterior of
+        few states), which is "undiagnosed", not "infinitely bad". NaN when no datum was fitted.
+    num_unfitted : int
+        How many data have such a non-finite k̂.
     """
 
     elpd_loo: float
@@ -381,6 +387,8 @@ class LooWaic:
     good_k: float
     loo_warning: bool
     waic_warning: bool
+    max_fitted_khat: float
+    num_unfitted: int
 
     def as_dict(self) -> dict[str, float | bool]:
         """The fields as a dict, in order (a table row)."""
@@ -410,6 +418,8 @@ def loo_waic(idata: arviz.InferenceData) -> LooWaic:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _WAIC_WARNING, UserWarning)
         waic = az.waic(idata)
+    k = np.asarray(loo["pareto_k"].values, dtype=np.float64)
+    fitted = k[np.isfinite(k)]
     return LooWaic(
         **{
             "elpd_loo": float(loo["elpd_loo"]),
@@ -422,5 +432,7 @@ def loo_waic(idata: arviz.InferenceData) -> LooWaic:
             "good_k": float(loo["good_k"]),
             "loo_warning": bool(loo["warning"]),
             "waic_warning": bool(waic["warning"]),
+            "max_fitted_khat": float(fitted.max()) if fitted.size else float("nan"),
+            "num_unfitted": int(k.size - fitted.size),
         }
     )

@@ -13,7 +13,6 @@ import html
 import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +22,28 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from ._typing import ModelLike
-from .core.checks import check_data
-from .core.data import num_data
-from .core.errors import ModelGuideMismatchError, UnsupportedModelError
-from .core.results import Evidence
-from .inference import Engine, available, create, spec
-from .models.story import as_model, conform_data
-from .models.support import check_values
+from .._typing import ModelLike
+from ..core.checks import check_data
+from ..core.data import Data, Mask, num_data
+from ..core.errors import ModelGuideMismatchError, UnsupportedModelError
+from ..core.results import Evidence
+from ..inference import Engine, available, create, spec
+from ..models.base import LatentVariableModel
+from ..models.story import as_model, conform_data
+from ..models.support import check_values
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["COLUMNS", "Comparison", "compare"]
+__all__ = [
+    "COLUMNS",
+    "Comparison",
+    "compare_engines",
+    "labels",
+    "prepare",
+    "resolve",
+    "run_evidence",
+]
 
 #: Keys of every row of :attr:`Comparison.rows`, with the header each gets in a table.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -58,29 +66,7 @@ _STYLE = {
 }
 
 
-def default_engine(name: str) -> Engine:
-    """Deprecated: use :func:`ppl_lvm.inference.create`, which reads the one engine registry."""
-    warnings.warn(
-        "ppl_lvm.comparison.default_engine is deprecated; use ppl_lvm.inference.create(name).",
-        FutureWarning,
-        stacklevel=2,
-    )
-    return create(name)
-
-
-def __getattr__(name: str) -> Any:
-    # the old constant, for a release: the names now live in the registry
-    if name == "ENGINE_NAMES":
-        warnings.warn(
-            "ppl_lvm.comparison.ENGINE_NAMES is deprecated; use ppl_lvm.inference.available().",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return available()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _resolve(engines: Sequence[Engine | str] | Engine | str | None) -> list[Engine]:
+def resolve(engines: Sequence[Engine | str] | Engine | str | None) -> list[Engine]:
     if engines is None:
         return [create(n) for n in available()]
     # one engine or one name is taken as a list of one; a str must not be iterated by letter
@@ -322,81 +308,67 @@ class Comparison:
         return path
 
 
-def compare(
+def prepare(model: ModelLike, x: Data, mask: Mask) -> tuple[LatentVariableModel, Data, Mask]:
+    """The story as a model, and the data checked against it once for every engine.
+
+    Bad data fail once, here, rather than as one identical refusal per engine; and the story is
+    coerced once, so every engine sees the same object and the same parameters (a
+    ``(model_fn, guide_fn)`` pair would otherwise get fresh ``pyro.param`` values per engine).
+    """
+    lvm = as_model(model)
+    x, mask = check_data(x, mask, fill=lvm.masked_fill)
+    x = conform_data(lvm, x)
+    check_values(lvm, x, mask)
+    return lvm, x, mask
+
+
+def labels(engines: Sequence[Engine]) -> list[str]:
+    """Each engine's ``label``; two engines with the same settings get ``" #2"``, ... ."""
+    out: list[str] = []
+    for engine in engines:
+        label = engine.label
+        if label in out:
+            label = f"{label} #{sum(o.startswith(label) for o in out) + 1}"
+        out.append(label)
+    return out
+
+
+def run_evidence(
+    engine: Engine, lvm: LatentVariableModel, x: Data, mask: Mask, seed: int | None
+) -> tuple[Evidence | None, float, str | None]:
+    """One engine's ``log_evidence``: the Evidence (None if refused), its seconds, the refusal."""
+    start = time.perf_counter()
+    try:
+        ev, note = engine.log_evidence(lvm, x, mask, seed=seed), None
+    except (UnsupportedModelError, ModelGuideMismatchError) as exc:
+        # a refusal is an answer about the story, not a failure of the comparison;
+        # any other error is a bug and propagates
+        ev, note = None, f"{type(exc).__name__}: {exc}"
+    return ev, time.perf_counter() - start, note
+
+
+def compare_engines(
     model: ModelLike,
-    x: torch.Tensor,
-    mask: torch.Tensor | None = None,
+    x: Data,
+    mask: Mask = None,
     engines: Sequence[Engine | str] | Engine | str | None = None,
     *,
     seed: int | None = 0,
     out: str | os.PathLike | None = None,
     title: str | None = None,
 ) -> Comparison:
-    """Run several engines' ``log_evidence`` on one story and tabulate and plot the answers.
-
-    Parameters
-    ----------
-    model : LatentVariableModel, (model_fn, guide_fn) pair, or model function
-        The story; a user's own functions work as for any engine.
-    x : torch.Tensor of shape (N, D)
-    mask : torch.Tensor of shape (N, D), bool, optional
-        True where an entry is observed.
-    engines : list of Engine or str, optional
-        Engine instances, or names registered in :func:`ppl_lvm.inference.available` for their
-        registered settings. None runs every registered engine; those that refuse the story
-        appear as rows with the reason in ``note``.
-    seed : int or None
-        Passed to every engine's ``log_evidence`` (exact engines ignore it).
-    out : path-like, optional
-        A folder; the figure is saved there as ``compare.png``. None draws no figure (call
-        :meth:`Comparison.plot` later for one).
-    title : str, optional
-        Title of the figure.
+    """The one-story form of :func:`ppl_lvm.compare`: every engine's ``log_evidence`` on it.
 
     Returns
     -------
     Comparison
-        One row per engine, in the order given.
-
-    Raises
-    ------
-    ValueError
-        For an unknown engine name (the message lists the valid ones) or invalid data.
-    TypeError
-        For an entry of ``engines`` that is neither an Engine nor a name.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from ppl_lvm import models
-    >>> from ppl_lvm.comparison import compare
-    >>> gmm = models.GaussianMixture(dim=2, num_components=2)
-    >>> table = compare(gmm, torch.randn(10, 2), engines=["enumeration", "is-prior", "elbo"])
-    >>> [r["kind"] for r in table.rows]
-    ['exact', 'estimate', None]
+        One row per engine, in the order given; see :func:`ppl_lvm.compare` for the arguments.
     """
-    resolved = _resolve(engines)
-    # bad data fail once, here, rather than as one identical refusal per engine; and the
-    # story is coerced once, so every engine sees the same object and the same parameters
-    # (a (model_fn, guide_fn) pair would otherwise get fresh pyro.param values per engine)
-    lvm = as_model(model)
-    x, mask = check_data(x, mask, fill=lvm.masked_fill)
-    x = conform_data(lvm, x)
-    check_values(lvm, x, mask)
-    rows, labels = [], set()
-    for engine in resolved:
-        label = engine.label
-        if label in labels:  # two engines with the same settings stay distinguishable
-            label = f"{label} #{sum(r['engine'].startswith(label) for r in rows) + 1}"
-        labels.add(label)
-        start = time.perf_counter()
-        try:
-            ev, note = engine.log_evidence(lvm, x, mask, seed=seed), None
-        except (UnsupportedModelError, ModelGuideMismatchError) as exc:
-            # a refusal is an answer about the story, not a failure of the comparison;
-            # any other error is a bug and propagates
-            ev, note = None, f"{type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - start
+    resolved = resolve(engines)
+    lvm, x, mask = prepare(model, x, mask)
+    rows = []
+    for engine, label in zip(resolved, labels(resolved), strict=True):
+        ev, seconds, note = run_evidence(engine, lvm, x, mask, seed)
         rows.append(_row(label, ev, seconds, note))
     result = Comparison(rows=rows, figure=None, model=lvm.name, num_data=num_data(x), seed=seed)
     if out is None:
