@@ -132,6 +132,7 @@ def test_user_story_refusals_are_rows_not_exceptions(conjugate_table):
         "SVI elbo, K=100",
         "SVI iwae, K=100",
         "SVI meanfield, K=1",
+        "AIS prior, T=200, C=16",
     ]
     assert set(table.refused) == {"Enumeration", "IS uniform, K=1000"}
     assert "continuous local latent site 'z'" in table.row("Enumeration")["note"]
@@ -139,9 +140,12 @@ def test_user_story_refusals_are_rows_not_exceptions(conjugate_table):
     assert "refused [1]" in str(table) and "[2] UnsupportedModelError" in str(table)
 
 
-@pytest.mark.parametrize("engine", ["IS prior, K=1000", "IS guide, K=1000"])
+@pytest.mark.parametrize(
+    "engine", ["IS prior, K=1000", "IS guide, K=1000", "AIS prior, T=200, C=16"]
+)
 def test_user_story_estimates_match_the_closed_form(conjugate_table, engine):
-    """On x_i ~ N(0, 2), IS with the prior or the guide is within 4 SE of the exact log p(x)."""
+    """On x_i ~ N(0, 2), IS with the prior or the guide, and AIS from the prior, are within
+    4 SE of the exact log p(x)."""
     table, closed, _ = conjugate_table
     row = table.row(engine)
     assert row["kind"] == "estimate"

@@ -3,7 +3,6 @@ checked against closed forms and brute-force sums."""
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import math
 
@@ -13,9 +12,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from ppl_lvm import Evidence, compare, models
+from ppl_lvm import compare, models
 from ppl_lvm.comparison import STORY_COLUMNS, Comparison, StoryComparison
-from ppl_lvm.inference import SVI, Enumeration, ImportanceSampling
+from ppl_lvm.inference import SVI, AnnealedImportanceSampling, Enumeration, ImportanceSampling
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -250,39 +249,29 @@ def test_point_estimate_mixture_loo_is_its_exact_evidence_and_bounds_give_no_fac
     assert table.row("K=1", "Enumeration")["estimate"] == pytest.approx(exact_k1, abs=1e-9)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _BracketEvidence(Evidence):
-    """An Evidence that brackets log p(x), as an annealed-importance-sampling engine may."""
-
-    lower: torch.Tensor | None = None
-    upper: torch.Tensor | None = None
-
-
-class _Bracketing(Enumeration):
-    """Enumeration's exact value inside a made-up per-datum bracket [-0.1, +0.05] each."""
-
-    def log_evidence(self, model, x, mask=None, *, seed=0):
-        ev = super().log_evidence(model, x, mask, seed=seed)
-        fields = {f.name: getattr(ev, f.name) for f in dataclasses.fields(Evidence)}
-        if ev.per_datum is not None:
-            lower, upper = ev.per_datum - 0.1, ev.per_datum + 0.05
-        else:
-            lower, upper = ev.joint - 0.1, ev.joint + 0.05
-        return _BracketEvidence(**fields, lower=lower, upper=upper)
-
-
-def test_a_bracket_on_the_evidence_becomes_columns_and_an_interval(tmp_path):
-    """An Evidence with lower and upper attributes fills the bracket columns (summed over
-    data) and the figure draws it; other rows leave them empty."""
-    stories = {name: switch_story(*args) for name, args in SWITCHES.items()}
-    x = _switch_data()
-    table = compare(stories, x, engines=[_Bracketing(), "is-prior"], out=tmp_path, loo=False)
-    row = table.row("A", "Enumeration")
-    assert row["lower"] == pytest.approx(row["estimate"] - 0.1, abs=1e-12)
-    assert row["upper"] == pytest.approx(row["estimate"] + 0.05, abs=1e-12)
-    assert table.row("A", "IS prior, K=1000")["lower"] is None
+def test_an_ais_bracket_becomes_columns_and_an_interval(tmp_path):
+    """A story's BDMC bracket (AIS on data simulated from it) puts its gap, per datum and
+    scaled to these data, above that story's AIS estimate; other rows leave the columns empty,
+    and the figure draws the interval."""
+    stories = {name: normal_story(s) for name, s in SCALES.items()}
+    x = _normal_data()
+    engine = AnnealedImportanceSampling(num_steps=30, num_chains=8, step_size=0.3)
+    brackets = {"s=1": engine.bracket(stories["s=1"], 10, like=x, seed=0)}
+    table = compare(
+        stories, x, engines=[engine, "is-prior"], out=tmp_path, loo=False, brackets=brackets
+    )
+    row = table.row("s=1", engine.label)
+    gap = float(brackets["s=1"].gap) / 10 * len(x)
+    assert row["lower"] == pytest.approx(row["estimate"], abs=1e-12)
+    assert row["upper"] == pytest.approx(row["estimate"] + max(gap, 0.0), abs=1e-12)
+    assert table.row("s=3", engine.label)["lower"] is None
+    assert table.row("s=1", "IS prior, K=1000")["lower"] is None
     assert "bracket lower" in str(table)
     assert mpimg.imread(table.figure).ndim == 3
+    with pytest.raises(ValueError, match="names story 'nope'"):
+        compare(stories, x, engines=[engine], brackets={"nope": brackets["s=1"]})
+    with pytest.raises(ValueError, match="not a Bracket"):
+        compare(stories, x, engines=[engine], brackets={"s=1": 3.0})
 
 
 # -- reproducibility, options, tables ----------------------------------------------------------

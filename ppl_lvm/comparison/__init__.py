@@ -23,7 +23,7 @@ from typing import Any
 
 from .._typing import ModelLike
 from ..core.data import Data, Mask
-from ..inference import Engine, available, create
+from ..inference import Bracket, Engine, available, create
 from .engines import COLUMNS, Comparison, compare_engines
 from .stories import STORY_COLUMNS, StoryComparison, compare_stories
 
@@ -41,6 +41,7 @@ def compare(
     title: str | None = None,
     reference: str | None = None,
     loo: bool | None = None,
+    brackets: Mapping[str, Bracket] | None = None,
 ) -> Comparison | StoryComparison:
     """Run engines' ``log_evidence`` on one story, or on several stories of the same data.
 
@@ -74,6 +75,12 @@ def compare(
         Several stories only: whether to draw each engine's posterior and compute PSIS-LOO
         (``elpd_loo`` and its standard error). None means True for several stories; the
         one-story form computes no LOO and refuses ``loo=True``.
+
+    brackets : mapping of str to Bracket, optional
+        Several stories only: for a story's AIS rows, its bidirectional Monte Carlo bracket
+        (:meth:`AnnealedImportanceSampling.bracket`, on data simulated from that story with the
+        same AIS settings); the table and figure show the estimate with the bracket's gap above
+        it.
 
     Returns
     -------
@@ -116,9 +123,10 @@ def compare(
             title=title,
             reference=reference,
             loo=True if loo is None else loo,
+            brackets=brackets,
         )
-    if reference is not None or loo:
-        given = "reference" if reference is not None else "loo=True"
+    if reference is not None or loo or brackets:
+        given = "reference" if reference is not None else "loo=True" if loo else "brackets"
         raise ValueError(
             f"{given} compares several stories, and one story was given; pass a mapping "
             "{name: story} such as {'K=2': gmm2, 'K=3': gmm3}, or leave it out."

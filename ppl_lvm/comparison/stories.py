@@ -28,7 +28,7 @@ from ..core.arviz_bridge import loo_waic, to_inference_data
 from ..core.data import Data, Mask, num_data
 from ..core.errors import ModelGuideMismatchError, UnsupportedModelError
 from ..core.results import Evidence
-from ..inference import Engine
+from ..inference import AnnealedImportanceSampling, Bracket, Engine
 from ..models.base import LatentVariableModel
 from ._storyplot import plot_stories
 from .engines import _cell, _row, labels, prepare, resolve, run_evidence
@@ -104,13 +104,28 @@ def _check_stories(models: Mapping[str, ModelLike], reference: str | None) -> No
         )
 
 
-def _bracket(ev: Evidence | None) -> tuple[float | None, float | None]:
-    """A bracket on log p(x) where the result carries one: ``lower`` and ``upper`` attributes
-    (as an annealed-importance-sampling Evidence may), each summed over data if per datum."""
-    lower, upper = getattr(ev, "lower", None), getattr(ev, "upper", None)
-    if lower is None or upper is None:
+def _bracket(ev: Evidence | None, bracket: Bracket | None, n: int) -> tuple[float | None, ...]:
+    """Where the story's AIS estimate has a bracket: the estimate and the estimate plus the
+    bracket's gap (per datum, times these data's N), the range in which log p(x) lies if the
+    data are like those the bracket simulated."""
+    if ev is None or bracket is None:
         return None, None
-    return float(torch.as_tensor(lower).sum()), float(torch.as_tensor(upper).sum())
+    gap = float(bracket.gap) / num_data(bracket.x) * n
+    return ev.total, ev.total + max(gap, 0.0)
+
+
+def _check_brackets(brackets: Mapping[str, Any] | None, models: Mapping[str, Any]) -> None:
+    for name, b in (brackets or {}).items():
+        if name not in models:
+            raise ValueError(
+                f"brackets names story {name!r}, and the stories are {list(models)}; key each "
+                "bracket by its story's name."
+            )
+        if not isinstance(b, Bracket):
+            raise ValueError(
+                f"brackets[{name!r}] is a {type(b).__name__}, not a Bracket; make one with "
+                "AnnealedImportanceSampling(...).bracket(story, num_data, like=x)."
+            )
 
 
 def _loo(
@@ -202,8 +217,10 @@ class StoryComparison:
           predictive density of the engine's posterior draws, and its standard error;
         - ``loo_khat`` (float or None): the largest Pareto k̂ of the leave-one-out weights;
         - ``khat`` (float or None): the worst Pareto k̂ of the evidence's importance weights;
-        - ``lower``, ``upper`` (float or None): a bracket on log p(x) where the engine's
-          Evidence carries one (``lower`` and ``upper`` attributes); None otherwise;
+        - ``lower``, ``upper`` (float or None): for an AIS row of a story given in
+          ``brackets``, the AIS estimate and the estimate plus the bracket's gap (per datum,
+          scaled to these data): where log p(x) lies if the data are like the simulated ones;
+          None otherwise;
         - ``seconds`` (float): wall time of ``log_evidence`` (the posterior not included);
         - ``note`` (str or None): why the engine refused the story; its numbers are then None;
         - ``bf_note``, ``loo_note`` (str or None): why ``log_bf`` or ``elpd_loo`` is missing,
@@ -391,6 +408,7 @@ def compare_stories(
     title: str | None = None,
     reference: str | None = None,
     loo: bool = True,
+    brackets: Mapping[str, Bracket] | None = None,
 ) -> StoryComparison:
     """The several-stories form of :func:`ppl_lvm.compare`.
 
@@ -402,9 +420,11 @@ def compare_stories(
         One row per story and engine; see :func:`ppl_lvm.compare` for the arguments.
     """
     _check_stories(models, reference)
+    _check_brackets(brackets, models)
     resolved = resolve(engines)
     names = labels(resolved)
     prepared = {name: prepare(story, x, mask) for name, story in models.items()}
+    n = num_data(next(iter(prepared.values()))[1])
     rows, evidence = [], {}
     for story, (lvm, xs, ms) in prepared.items():
         for engine, label in zip(resolved, names, strict=True):
@@ -414,13 +434,15 @@ def compare_stories(
             row: dict[str, Any] = dict.fromkeys(k for k, _ in STORY_COLUMNS)
             row.update({k: base[k] for k in ("engine", "estimate", "stderr", "kind", "khat")})
             row.update(story=story, seconds=seconds, note=note)
-            row["lower"], row["upper"] = _bracket(ev)
+            ais = isinstance(engine, AnnealedImportanceSampling)
+            row["lower"], row["upper"] = _bracket(
+                ev, (brackets or {}).get(story) if ais else None, n
+            )
             if loo and ev is not None:
                 numbers, row["loo_note"] = _loo(engine, lvm, xs, ms, seed)
                 row.update(numbers)
             rows.append(row)
     _bayes_factors(rows, reference)
-    n = num_data(next(iter(prepared.values()))[1])
     result = StoryComparison(
         rows=rows,
         stories=tuple(models),

@@ -28,7 +28,7 @@ from pyro.poutine.messenger import Messenger
 from torch.distributions import biject_to
 
 from ..core.data import num_data
-from ..models.base import LatentVariableModel, sample_sites
+from ..models.base import LatentVariableModel, _base_distribution, sample_sites
 from ._weights import PARTICLE_PLATE, particle_value, site_log_prob
 
 __all__ = ["HMC", "Path", "anneal", "is_point", "schedule"]
@@ -227,12 +227,9 @@ class Path:
 
 
 def is_point(site: dict) -> bool:
-    fn = site["fn"]
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    # a Delta that an auxiliary draw drives (AutoNormal's) follows the state; a bare one is a
-    # point mass that the proposal checks refuse
-    return type(fn).__name__ == "Delta"
+    """Whether a site is a ``Delta``: a value that follows the state (``AutoNormal``'s sites
+    driven by auxiliary draws), or a point mass that the proposal checks refuse."""
+    return type(_base_distribution(site["fn"])).__name__ == "Delta"
 
 
 # -- HMC and the annealing run ----------------------------------------------------------------
