@@ -27,12 +27,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from ppl_lvm import datasets  # noqa: E402
-from ppl_lvm.inference import SVI, AnnealedImportanceSampling, ImportanceSampling  # noqa: E402
-from ppl_lvm.models import VAE  # noqa: E402
+from ppl_lvm import datasets
+from ppl_lvm.inference import SVI, AnnealedImportanceSampling, ImportanceSampling
+from ppl_lvm.models import VAE
 
 HELD_OUT = int(os.environ.get("AIS_HELD_OUT", "100"))
 CHAINS = int(os.environ.get("AIS_CHAINS", "4"))
