@@ -266,10 +266,11 @@ def contract_sites(
 
 
 def as_particle_data(value: torch.Tensor, rank: int, num_particles: int, num_data: int):
-    """An unpacked (..., S, 1, ..., N) tensor of ``rank`` dims as (S, N)."""
+    """An unpacked tensor of ``rank`` dims whose only non-unit dims are the particles' (the
+    leftmost) and the data plate's, wherever that plate sits ((S, 1, N) or (S, N, 1) with the
+    data plate at dim -2, as in Pyro's HMM example), as (S, N)."""
     value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))
-    value = value.reshape(value.shape[0], -1, value.shape[-1])[:, 0]
-    return value.expand(num_particles, num_data)
+    return value.reshape(value.shape[0], -1).expand(num_particles, num_data)
 
 
 def as_particles(value: torch.Tensor | None, rank: int, num_particles: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
+from typing import Any, Literal
 
 import pyro
 import pyro.poutine as poutine
@@ -41,6 +41,7 @@ from ._contract import (
     marginals,
 )
 from ._jointsupport import enumerable as _enumerable
+from ._priorguide import drawn_sites, prior_draws
 from ._weights import (
     NO_BROADCAST,
     PARTICLE_PLATE,
@@ -241,10 +242,12 @@ def replayed_posterior(
     sites: dict[str, SiteInfo],
     num_samples: int,
     budget: int | None = None,
+    proposal: Literal["guide", "prior"] = "guide",
+    keep_samples: bool = True,
 ) -> dict[str, Any]:
-    """Guide draws, with the story's enumerated local sites drawn from their exact conditional
-    and summed out of the scores; the shared path of ``SVI.posterior`` for stories with global
-    latents or enumerated discrete sites (mixtures).
+    """Guide (or prior) draws, with the story's enumerated local sites drawn from their exact
+    conditional and summed out of the scores; the shared path of ``SVI.posterior`` for stories
+    with global latents or enumerated discrete sites (mixtures).
 
     S draws of the guide (globals, and any local sites it proposes) are made under an outer
     particle plate; the model is replayed on them with every site it marks for enumeration
@@ -265,6 +268,15 @@ def replayed_posterior(
     budget : int, optional
         Numbers per enumerated tensor (S x states x chunk x D) a chunk may hold; defaults to
         the memory budget in force (:mod:`ppl_lvm.core.memory`).
+    proposal : {"guide", "prior"}
+        Where the draws come from: the guide, or the model's own prior over the latent sites
+        it does not mark for parallel enumeration (:mod:`._priorguide`; a drawn site must not
+        depend on a marked one, which ``check_prior_draws`` verifies first). The weights are
+        then Rao–Blackwellised prior importance weights: log p(x | draw), the marked sites
+        summed.
+    keep_samples : bool
+        Draw the enumerated sites and return the draws; False (an evidence alone) skips the
+        exact draws, and ``samples`` is empty.
 
     Returns
     -------
@@ -282,14 +294,15 @@ def replayed_posterior(
             "working, and SVI.fit(batch_size=B) still minibatches through the plate's indices)."
         )
     try:
-        return _replayed(lvm, x, mask, sites, num_samples, budget, vectorised=True)
+        return _replayed(lvm, x, mask, sites, num_samples, budget, True, proposal, keep_samples)
     except (ValueError, RuntimeError) as err:
         if not any(sign in str(err) for sign in NO_BROADCAST):
             raise
     # the story does not broadcast over a leading particle dim: one draw at a time, each with
     # its own global draws (the weighting routine's documented slower path)
     parts = [
-        _replayed(lvm, x, mask, sites, 1, budget, vectorised=False) for _ in range(num_samples)
+        _replayed(lvm, x, mask, sites, 1, budget, False, proposal, keep_samples)
+        for _ in range(num_samples)
     ]
     return {
         "samples": {k: torch.cat([p["samples"][k] for p in parts]) for k in parts[0]["samples"]},
@@ -298,7 +311,9 @@ def replayed_posterior(
     }
 
 
-def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -> dict[str, Any]:
+def _replayed(
+    lvm, x, mask, sites, num_samples: int, budget, vectorised: bool, proposal: str, draws: bool
+) -> dict[str, Any]:
     """:func:`replayed_posterior` under a particle plate of S draws (``vectorised``), or one
     draw with no particle plate at all."""
     # a particle plate of size 1 would be packed away too
@@ -309,7 +324,8 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
     for info in sites.values():
         if info.latent and info.local and info.enumerate == "parallel" and info.num_states:
             states *= info.num_states**info.elements_per_datum
-    proposed = set(lvm.sites(x, mask, "guide"))
+    prior = proposal == "prior"
+    proposed = drawn_sites(sites) if prior else set(lvm.sites(x, mask, "guide"))
     # a global latent the guide leaves to enumeration couples the data: one pass over them all
     coupled = any(
         info.latent and not info.local and info.name not in proposed for info in sites.values()
@@ -317,10 +333,9 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
     chunk = n if coupled else chunk_rows(n, s_draws * states * lvm.working_width(x), budget)
     first_x = take_rows(x, slice(0, chunk))
     first_m = take_rows(mask, slice(0, chunk))
-    rank = max(
-        plate_nesting(lvm.trace(first_x, first_m)),
-        plate_nesting(lvm.trace(first_x, first_m, "guide")),
-    )
+    rank = plate_nesting(lvm.trace(first_x, first_m))
+    if not prior:
+        rank = max(rank, plate_nesting(lvm.trace(first_x, first_m, "guide")))
     prank = rank + 1  # with the particle dim
     particles = (
         pyro.plate(PARTICLE_PLATE, s_draws, dim=-prank) if vectorised else contextlib.nullcontext()
@@ -329,7 +344,7 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
     global_log_p = global_log_q = zeros(x, s_draws)
     # a global latent, or a guide density joint over the data (AutoDiagonalNormal's one
     # vector), makes the scores joint: (S,)
-    has_global = joint_over_data(lvm, sites, x, mask)
+    has_global = joint_over_data(lvm, sites, x, mask, guide=not prior)
     samples: dict[str, list[torch.Tensor]] = {}
     log_lik, local_log_p, local_log_q = [], [], []
     local_sites: list[str] = []
@@ -339,9 +354,12 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
         nb = num_data(xb)
         if nb == 1:  # Pyro packs away dims of size 1, the data plate's included: score a copy
             xb, mb = twice(xb, mb)
-        guide = lvm.guide if global_guide is None else poutine.replay(lvm.guide, global_guide)
+        source = lvm.model if prior else lvm.guide
+        guide = source if global_guide is None else poutine.replay(source, global_guide)
         with lvm.scoped(), particles:
             guide_tr = poutine.trace(guide).get_trace(xb, mb)
+        if prior:  # the model's own draws, kept to the sites it does not mark to enumerate
+            guide_tr = prior_draws(guide_tr, proposed)
         guide_tr.compute_log_prob()
 
         def replayed(x, mask, guide_tr=guide_tr):
@@ -381,7 +399,8 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
             and site["infer"]["_enumerate_symbol"] not in site["packed"]["log_prob"]._pyro_dims
         ]
         draws_tr = None
-        if len(single_state) < len(sum_dims):
+        # the exact draws are needed for the samples, and to score a coupled story's log_lik
+        if (draws or coupled) and len(single_state) < len(sum_dims):
             sampler = infer_discrete(_enumerable(replayed), first_available_dim=-(prank + 1))
             with lvm.scoped():
                 draws_tr = poutine.trace(sampler).get_trace(xb, mb)
@@ -418,13 +437,13 @@ def _replayed(lvm, x, mask, sites, num_samples: int, budget, vectorised: bool) -
         local_log_q.append(lq[:, :nb])
         if global_guide is None:
             local_sites = local_latent
-            for name, site in sample_sites(model_tr):
+            for name, site in sample_sites(model_tr) if draws else ():
                 if not site["is_observed"] and name not in local:
                     if site["infer"].get("_enumerate_symbol") is not None:
                         # an enumerated global: its exact draw given the guide's
                         site = site if draws_tr is None else draws_tr.nodes[name]
                     samples[name] = [particle_value(site, prank, False)]
-        for name in local_latent:
+        for name in local_latent if draws else ():
             if name in single_state:
                 site = model_tr.nodes[name]
                 event = tuple(site["fn"].event_shape)

@@ -6,7 +6,10 @@ weight over K particles drawn from a proposal q:
 - ``"uniform"``: z uniform over a finite latent space (the lecture's naive Monte Carlo,
   p(x) ≈ |Z| · mean_j p(x, z_j)); it works in theory, not in practice, since most z explain
   nothing;
-- ``"prior"``: z ~ p(z), so each weight is the likelihood p(x | z);
+- ``"prior"``: z ~ p(z), so each weight is the likelihood p(x | z); where the story marks
+  discrete sites ``infer={"enumerate": "parallel"}`` and has other latents (a mixture's
+  label under global weights and means), only those others are drawn and the marked sites
+  are summed exactly inside each weight (Rao–Blackwellised);
 - ``"guide"``: z ~ q(z | x), the story's (learned) guide.
 
 Every estimate comes with its delta-method standard error in log space, the effective sample
@@ -40,6 +43,7 @@ from ..models.base import (
 )
 from ._enumops import exact_log_marginal, replayed_posterior
 from ._fitting import fit_by_gradient
+from ._priorguide import check_prior_draws, sums_enumerated
 from ._weights import concat_log_weights, joint_over_data, log_weights, log_weights_in_chunks
 from .base import Engine, with_guide
 from .objectives import Iwae, refuse_per_datum_weights
@@ -165,15 +169,18 @@ class ImportanceSampling(Engine):
             yield lw
 
     def _route(self, lvm, sites, x, mask) -> str:
-        """How the weights are formed: "summed" (the guide leaves sites the story marks for
-        enumeration, summed inside each weight), "joint" (a global latent, or a guide density
-        joint over the data, couples the data: one weight per particle for the whole data set)
-        or "per_datum"."""
+        """How the weights are formed: "summed" (the guide, or the prior, leaves sites the
+        story marks for enumeration, summed inside each weight), "joint" (a global latent, or
+        a guide density joint over the data, couples the data: one weight per particle for the
+        whole data set) or "per_datum"."""
         if self.proposal == "guide":
             guide = lvm.sites(x, mask, "guide")
             left = [s.name for s in sites.values() if s.latent and s.name not in guide]
             if left and all(sites[n].enumerate == "parallel" for n in left):
                 return "summed"
+        elif self.proposal == "prior" and sums_enumerated(sites):
+            check_prior_draws(lvm, x, mask, sites)
+            return "summed"
         joint = joint_over_data(lvm, sites, x, mask, guide=self.proposal == "guide")
         return "joint" if joint else "per_datum"
 
@@ -182,8 +189,9 @@ class ImportanceSampling(Engine):
         data set (particles in chunks within the memory budget), or for "summed" the dict of
         :func:`replayed_posterior`."""
         if route == "summed":
+            proposal = "prior" if self.proposal == "prior" else "guide"
             return replayed_posterior(
-                lvm, x, mask, sites, self.num_particles, budget=self.memory_budget
+                lvm, x, mask, sites, self.num_particles, self.memory_budget, proposal, keep_samples
             )
         story, mode = self._story(lvm, sites)
         width = story.working_width(x) * num_data(x)

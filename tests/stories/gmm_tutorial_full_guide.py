@@ -99,7 +99,7 @@ def exact_log_evidence(x):
 
 ENGINES = {
     "enumeration": "refuse",
-    "is-prior": "bound",
+    "is-prior": "estimate",  # the assignments summed: as gmm_tutorial_map
     "is-guide": "refuse",  # point masses over the globals
     "svi-elbo": "refuse",  # a MAP objective, not a bound
     "svi-iwae": "refuse",
