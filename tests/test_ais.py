@@ -131,6 +131,22 @@ def test_a_trained_guide_is_a_proposal(guide_cls):
     assert abs(ev.total - exact) < 4 * ev.total_stderr + 1e-3, (ev.total, exact)
 
 
+def test_fit_trains_the_guide_by_the_elbo():
+    """AIS evaluates; its fit is the ELBO's, through SVI's driver: the same seed gives SVI's
+    numbers."""
+    x = torch.linspace(-2.0, 2.0, 8)[:, None]
+    pyro.clear_param_store()
+    ours = ais(proposal="guide").fit(
+        models.from_functions(local, AutoNormal(local)), x, steps=50, lr=0.05, seed=0
+    )
+    pyro.clear_param_store()
+    svi = SVI("elbo", lr=0.05, batch_size=100).fit(
+        models.from_functions(local, AutoNormal(local)), x, steps=50, seed=0, progress=False
+    )
+    assert ours.objective == "elbo" and ours.num_steps == 50
+    torch.testing.assert_close(ours.history, svi.history)
+
+
 def test_the_guide_start_beats_the_prior_start_at_the_same_cost():
     x = torch.tensor([[4.0], [-4.0], [0.5]])
     pyro.clear_param_store()

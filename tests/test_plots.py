@@ -30,3 +30,22 @@ def test_scatter2d(tmp_path):
     assert mpimg.imread(path).ndim == 3
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         plots.scatter2d(torch.randn(5, 3), tmp_path / "t.png")
+
+
+def test_evidence_and_bracket_curves_are_saved_and_open(tmp_path):
+    path = plots.evidence_curve(
+        [1, 2, 3],
+        [-20.0, -17.1, -17.5],
+        [0.1, 0.5, 0.4],
+        tmp_path / "ev.png",
+        exact=[-20.0, -17.13, -17.6],
+        elpd=[-15.0, -12.0, -12.5],
+        elpd_se=[1.0, 1.2, 1.1],
+    )
+    assert mpimg.imread(path).ndim == 3
+    path = plots.bracket_curve(
+        [10, 100, 1000], [-124, -118.8, -118.3], [-110, -117.6, -118.3], tmp_path / "b.png"
+    )
+    assert mpimg.imread(path).ndim == 3
+    with pytest.raises(ValueError, match="one non-zero length"):
+        plots.evidence_curve([1, 2], [0.0], [0.1], tmp_path / "bad.png")

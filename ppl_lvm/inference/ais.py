@@ -16,13 +16,11 @@ the forward estimate can be trusted on data like these.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import pyro.distributions as dist
-import pyro.poutine as poutine
 import torch
-from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 from .._typing import ModelLike
@@ -32,14 +30,16 @@ from ..core.errors import UnsupportedModelError
 from ..core.memory import row_slices
 from ..core.posterior import Posterior
 from ..core.results import Evidence, FitResult
-from ..core.rng import seeded
+from ..core.rng import resolve_seed, seeded
 from ..core.stats import log_mean_weight, pareto_khat
 from ..models.base import LatentVariableModel, SiteInfo, sample_sites
 from ..models.story import as_model
 from ._anneal import HMC, Path, anneal, is_point, schedule
+from ._fitting import fit_by_gradient
+from ._simulate import simulate, template
 from ._weights import NO_BROADCAST, joint_over_data, plate_nesting
 from .base import Engine
-from .objectives import refuse_per_datum_weights
+from .objectives import Elbo, refuse_per_datum_weights
 
 __all__ = ["AnnealedImportanceSampling", "Bracket"]
 
@@ -330,14 +330,74 @@ class AnnealedImportanceSampling(Engine):
             return weighted
         return weighted.resample(num_samples, seed=None if seed is None else seed + 1)
 
-    def fit(self, model: ModelLike, x: torch.Tensor, mask=None, *, seed=0, progress=False, **kw):
-        """AIS evaluates and does not train: this trains the story's parameters and guide with
-        ``SVI("elbo")`` (the usual proposal for AIS from the guide), passing ``**kw`` on
-        (``epochs``, ``lr``, ``batch_size``, ...)."""
-        from .svi import SVI  # (an engine of the same layer: what training means here)
+    def fit(
+        self,
+        model: ModelLike,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        seed: int | None = 0,
+        progress: bool = False,
+        epochs: int | None = None,
+        steps: int | None = None,
+        lr: float = 1e-3,
+        batch_size: int | None = 100,
+    ) -> FitResult:
+        """AIS evaluates and does not train: this fits the story's parameters and guide by the
+        ELBO (the usual proposal for AIS from the guide), through the one training driver that
+        ``SVI("elbo")`` uses.
 
-        result: FitResult = SVI("elbo").fit(model, x, mask, seed=seed, progress=progress, **kw)
-        return result
+        Parameters
+        ----------
+        epochs, steps : int
+            Exactly one: passes over the data, or updates.
+        lr : float
+            Adam's learning rate.
+        batch_size : int or None
+            Data per minibatch; None uses all of them every step.
+
+        Returns
+        -------
+        FitResult
+            ``objective="elbo"``, ``history`` the minibatch ELBO per datum at every step.
+        """
+        lvm, x, mask, sites = self.prepare(model, x, mask)
+        seed = resolve_seed(seed)
+        loop, info, seconds = fit_by_gradient(
+            Elbo(1),
+            lvm,
+            x,
+            mask,
+            sites,
+            engine=self.name,
+            label="AIS (ELBO fit)",
+            optimizer="adam",
+            lr=lr,
+            batch_size=batch_size,
+            validate=lambda *args: math.nan,  # (no validation data: never called)
+            seed=seed,
+            progress=progress,
+            epochs=epochs,
+            steps=steps,
+            validation=None,
+            eval_every=1,
+            patience=None,
+            checkpoint=None,
+            checkpoint_every=100,
+            resume=None,
+            initialize=True,
+            device=None,
+        )
+        return FitResult(
+            engine=self.name,
+            objective="elbo",
+            history=torch.tensor(loop.history, dtype=torch.float64),
+            seconds=seconds,
+            num_steps=loop.num_steps,
+            converged=None,
+            seed=seed,
+            info=info,
+        )
 
     # -- bidirectional Monte Carlo ----------------------------------------------------------
     def bracket(
@@ -375,9 +435,9 @@ class AnnealedImportanceSampling(Engine):
         """
         check_positive_int("num_data", num_data)
         lvm = as_model(model)
-        template = _template(lvm, num_data, like)
+        template_x = template(lvm, num_data, like)
         with seeded(seed):
-            x, latents = _simulate(lvm, template)
+            x, latents = simulate(lvm, template_x)
         lvm, x, _, sites = self.prepare(lvm, x, None)
         state_names = _state_names(self, lvm, x)
         missing = sorted(set(state_names) - set(latents))
@@ -410,61 +470,6 @@ class AnnealedImportanceSampling(Engine):
             joint=None if backward.joint is None else -backward.joint,
         )
         return Bracket(x=x, latents=latents, lower=lower, upper=upper)
-
-
-def _template(lvm: LatentVariableModel, n: int, like: Any) -> torch.Tensor:
-    """N rows shaped like a datum, for the model to simulate into."""
-    if like is None:
-        dim = getattr(lvm, "dim", None)
-        if not isinstance(dim, int):
-            raise ValueError(
-                f"bracket cannot tell the shape of a datum of story '{lvm.name}'; pass "
-                "like=x, data whose rows have that shape."
-            )
-        return torch.zeros(n, dim)
-    if not isinstance(like, torch.Tensor) or like.dim() < 1:
-        raise TypeError(
-            f"like must be a tensor of data, shape (M, ...), got {type(like).__name__}; "
-            "bracket simulates data of one tensor."
-        )
-    return torch.zeros((n,) + tuple(like.shape[1:]), dtype=like.dtype)
-
-
-class _Simulate(Messenger):
-    """Draws every observed site's value from its distribution, broadcast to the shape of the
-    observation (a story may leave that broadcast to ``log_prob``, as ``Normal(z[..., None],
-    1)`` against x of shape (N, D) does); records which sites those were."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.simulated: list[str] = []
-
-    def _pyro_sample(self, msg: dict) -> None:
-        if not msg["is_observed"] or type(msg["fn"]).__name__ == "_Subsample":
-            return
-        fn, obs = msg["fn"], msg["value"]
-        while isinstance(fn, dist.Independent | dist.MaskedDistribution):
-            fn = fn.base_dist  # the mask hides nothing from a simulation
-        batch = obs.shape[: obs.dim() - fn.event_dim]
-        msg["value"] = fn.expand(torch.broadcast_shapes(fn.batch_shape, batch)).sample()
-        self.simulated.append(msg["name"])
-
-
-def _simulate(lvm: LatentVariableModel, template: torch.Tensor):
-    """One joint draw (z*, x) from the model, its observations simulated."""
-    sim = _Simulate()
-    with lvm.scoped(), torch.no_grad():
-        tr = poutine.trace(sim(lvm.model)).get_trace(template, None)
-    observed = [n for n in sim.simulated if tr.nodes[n]["value"].numel() == template.numel()]
-    latents = {n: s["value"] for n, s in sample_sites(tr) if not s["is_observed"]}
-    if len(observed) != 1:
-        raise UnsupportedModelError(
-            f"bracket simulates x from the one observed site of story '{lvm.name}' whose "
-            f"value has the data's {template.numel()} entries, and found {observed or 'none'}; "
-            "bracket a story with one observed site holding the data."
-        )
-    x = tr.nodes[observed[0]]["value"].reshape(template.shape).to(template.dtype)
-    return x, latents
 
 
 def _state_names(engine: AnnealedImportanceSampling, lvm: LatentVariableModel, x) -> list[str]:

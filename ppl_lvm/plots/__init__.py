@@ -14,9 +14,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 __all__ = [
+    "bracket_curve",
     "cluster_means",
     "density_contours",
     "elpd_curve",
+    "evidence_curve",
     "image_grid",
     "membership_bars",
     "scatter2d",
@@ -448,3 +450,7 @@ def elpd_curve(
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
+
+
+# (below _save, which they use)
+from .evidence import bracket_curve, evidence_curve  # noqa: E402
