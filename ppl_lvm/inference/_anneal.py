@@ -345,10 +345,9 @@ def anneal(
             u, log_r, log_lik, prob = _move(path, hmc, u, betas[s], eps)
         accept_sum = accept_sum + prob
         if hmc.adapt:
-            # one step size per datum (per data set, where the path is joint), from the mean
-            # acceptance of its chains: steadier than each chain adapting on its own
-            rate = prob.mean(0, keepdim=True).expand_as(prob)
-            eps = eps * torch.where(rate > hmc.target_accept, 1.02, 0.98)
+            # each chain adapts on its own acceptance only, so the chains stay independent and
+            # the spread of their weights is an honest standard error
+            eps = eps * torch.where(prob > hmc.target_accept, 1.02, 0.98)
         if progress is not None:
             progress(s)
     with torch.no_grad():

@@ -271,7 +271,7 @@ def cluster_means(
     -------
     pathlib.Path
     """
-    from .metrics import cluster_majority
+    from ..metrics import cluster_majority
 
     k = len(means)
     majority = cluster_majority(clusters, labels, k)
