@@ -65,7 +65,7 @@ def _exact(k: int) -> float:
 
 def run(quick: bool = False) -> list[dict]:
     ks = range(1, 4) if quick else range(1, 7)
-    particles = 1000 if quick else 5000
+    particles = 500 if quick else 2000
     stories = {f"K={k}": tutorial_model(k) for k in ks}
     table = ppl_lvm.compare(
         stories, DATA, engines=[ImportanceSampling("prior", num_particles=particles)], seed=0

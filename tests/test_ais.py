@@ -83,6 +83,16 @@ def test_pyros_exact_cases_lie_within_three_standard_errors(name):
     assert abs(ev.total - exact) < 3 * float(ev.stderr), (ev.total, exact, ev.stderr)
 
 
+@pytest.mark.parametrize("name", ["normal_normal", "poisson_gamma", "beta_bernoulli"])
+def test_pyros_exact_cases_through_importance_sampling(name):
+    """The same cases through ImportanceSampling from the prior (one weight per draw of the
+    global for the whole data set): within 3 SE at K = 20,000."""
+    fn, x, exact, _ = _closed_form(name)
+    ev = ImportanceSampling("prior", 20000).log_evidence(fn, x, seed=0)
+    assert ev.per_datum is None and ev.stderr.dim() == 0
+    assert abs(ev.total - exact) < 3 * float(ev.stderr), (ev.total, exact, ev.stderr)
+
+
 def local(x, mask=None):
     """z_n ~ N(0, 1), x_nd ~ N(z_n, 1): log p(x_n) = N(x_n; 0, I + 11ᵀ) over observed d."""
     with pyro.plate("data", x.shape[0]):
