@@ -164,3 +164,32 @@ def test_a_global_bernoulli_gives_pyros_exact_numbers():
     post = Enumeration().posterior(global_bernoulli, x, num_samples=4000, seed=0)
     share = float(post.samples["z"].double().mean())
     assert abs(share - 0.9677479) < 4 * math.sqrt(0.9677479 * 0.0322521 / 4000)
+
+
+CAT_PROBS, CAT_LOCS = (0.2, 0.3, 0.5), (-1.0, 1.0, 2.0)
+
+
+def global_categorical(x, mask=None):
+    """A global Categorical z over three means shared by every datum."""
+    z = pyro.sample("z", dist.Categorical(torch.tensor(CAT_PROBS)), infer={"enumerate": "parallel"})
+    with pyro.plate("data", len(x)):
+        pyro.sample("obs", dist.Normal(torch.tensor(CAT_LOCS)[z], 1.0), obs=x)
+
+
+def test_a_global_categorical_posterior_is_exact():
+    """p(z = k | x) for each of three states, as the evidence with z = k observed over the
+    evidence, equals the brute-force softmax to 1e-6; the draws follow it."""
+    x = torch.tensor([1.0, 2.0, 3.0])
+    terms = torch.stack(
+        [math.log(p) + dist.Normal(m, 1.0).log_prob(x).sum() for p, m in zip(CAT_PROBS, CAT_LOCS)]
+    )
+    brute = torch.softmax(terms, 0)
+    total = Enumeration().log_evidence(global_categorical, x).total
+    assert total == pytest.approx(float(torch.logsumexp(terms, 0)), abs=1e-6)
+    for k in range(3):
+        fixed = pyro.poutine.condition(global_categorical, data={"z": torch.tensor(k)})
+        joint = Enumeration().log_evidence(models.from_functions(fixed), x).total
+        assert math.exp(joint - total) == pytest.approx(float(brute[k]), abs=1e-6)
+    post = Enumeration().posterior(global_categorical, x, num_samples=4000, seed=0)
+    share = torch.bincount(post.samples["z"].long().flatten(), minlength=3).double() / 4000
+    assert ((share - brute).abs() <= 4 * (brute * (1 - brute) / 4000).sqrt() + 1e-3).all()

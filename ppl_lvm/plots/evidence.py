@@ -57,7 +57,7 @@ def evidence_curve(
     """
     ks, ev, se = _vectors("ks, log_evidence and stderr", ks, log_evidence, stderr)
     panels = 2 if elpd is not None else 1
-    fig = Figure(figsize=(4.6 * panels, 3.4))
+    fig = Figure(figsize=(4.6 * panels, 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, panels))
     axes[0].errorbar(ks, ev, yerr=2 * se, fmt="o", capsize=3, label="estimate ± 2 SE")
     if exact is not None:
@@ -99,7 +99,7 @@ def bracket_curve(
     pathlib.Path
     """
     steps, lo, up = _vectors("steps, lower and upper", steps, lower, upper)
-    fig = Figure(figsize=(9, 3.4))
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     left.plot(steps, lo, "o-", label="forward AIS (lower)")
     left.plot(steps, up, "s-", label="reverse AIS (upper)")
