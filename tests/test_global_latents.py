@@ -181,7 +181,10 @@ def test_a_global_categorical_posterior_is_exact():
     evidence, equals the brute-force softmax to 1e-6; the draws follow it."""
     x = torch.tensor([1.0, 2.0, 3.0])
     terms = torch.stack(
-        [math.log(p) + dist.Normal(m, 1.0).log_prob(x).sum() for p, m in zip(CAT_PROBS, CAT_LOCS)]
+        [
+            math.log(p) + dist.Normal(m, 1.0).log_prob(x).sum()
+            for p, m in zip(CAT_PROBS, CAT_LOCS, strict=True)
+        ]
     )
     brute = torch.softmax(terms, 0)
     total = Enumeration().log_evidence(global_categorical, x).total
