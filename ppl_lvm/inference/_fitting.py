@@ -15,6 +15,7 @@ import torch
 from ..core.checks import check_data, check_positive_int, refuse_all_masked
 from ..core.data import num_data, reference, take_rows, to_device
 from ..core.errors import UnsupportedModelError
+from ..core.results import FitResult
 from ..core.rng import seeded
 from ..models.base import LatentVariableModel, SiteInfo
 from ..models.capabilities import Initializable, ParticleLogWeights, has
@@ -24,7 +25,7 @@ from . import _checkpoint, _loop, _minibatch
 from ._weights import plate_nesting
 from .objectives import Objective
 
-__all__ = ["fit_by_gradient"]
+__all__ = ["fit_by_gradient", "gradient_fit_result"]
 
 
 def _rank(lvm: LatentVariableModel, x, mask, enumerated: bool) -> int:
@@ -43,25 +44,26 @@ def fit_by_gradient(
     *,
     engine: str,
     label: str,
-    optimizer: str | Callable[..., torch.optim.Optimizer],
     lr: float,
     batch_size: int | None,
-    validate: Callable[..., float],
     seed: int,
     progress: bool,
     epochs: int | None,
     steps: int | None,
-    validation: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None] | None,
-    eval_every: int,
-    patience: int | None,
-    checkpoint: str | os.PathLike | None,
-    checkpoint_every: int,
-    resume: str | os.PathLike | None,
-    initialize: bool,
-    device: str | torch.device | None,
+    optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
+    validate: Callable[..., float] | None = None,
+    validation: torch.Tensor | tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    eval_every: int = 1,
+    patience: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    resume: str | os.PathLike | None = None,
+    initialize: bool = True,
+    device: str | torch.device | None = None,
 ) -> tuple[_loop.LoopResult, dict[str, Any], float]:
     """Maximise ``objective`` over minibatches of ``x`` (N, D); the arguments are those of
-    ``SVI.fit``. ``validate(lvm, x_val, mask_val)`` scores held-out data.
+    ``SVI.fit``. ``validate(lvm, x_val, mask_val)`` scores held-out data (needed with
+    ``validation``).
 
     Returns
     -------
@@ -70,6 +72,8 @@ def fit_by_gradient(
         ``validation``, ``stopped_early``, ``batch_size``, ``epochs``, ``device``.
     seconds : float
     """
+    if validation is not None and validate is None:
+        raise TypeError("fit_by_gradient: validation data need a validate(lvm, x, mask) score.")
     if (epochs is None) == (steps is None):
         raise ValueError("give exactly one of epochs or steps, e.g. fit(..., epochs=20).")
     check_positive_int("epochs", epochs, allow_none=True)
@@ -218,3 +222,20 @@ def _resolve_device(device: str | torch.device | None, x: torch.Tensor) -> torch
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but CUDA is not available here.")
     return dev
+
+
+def gradient_fit_result(
+    engine: str, objective: str, loop: _loop.LoopResult, seconds: float, seed: int, info: dict
+) -> FitResult:
+    """The :class:`FitResult` of a :func:`fit_by_gradient` run: the per-datum objective at
+    every step as ``history`` (float64), no convergence verdict."""
+    return FitResult(
+        engine=engine,
+        objective=objective,
+        history=torch.tensor(loop.history, dtype=torch.float64),
+        seconds=seconds,
+        num_steps=loop.num_steps,
+        converged=None,
+        seed=seed,
+        info=info,
+    )

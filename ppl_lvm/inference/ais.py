@@ -16,7 +16,6 @@ the forward estimate can be trusted on data like these.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +34,7 @@ from ..core.stats import log_mean_weight, pareto_khat
 from ..models.base import LatentVariableModel, SiteInfo, sample_sites
 from ..models.story import as_model
 from ._anneal import HMC, Path, anneal, is_point, schedule
-from ._fitting import fit_by_gradient
+from ._fitting import fit_by_gradient, gradient_fit_result
 from ._simulate import simulate, template
 from ._weights import NO_BROADCAST, joint_over_data, plate_nesting
 from .base import Engine
@@ -371,33 +370,14 @@ class AnnealedImportanceSampling(Engine):
             sites,
             engine=self.name,
             label="AIS (ELBO fit)",
-            optimizer="adam",
             lr=lr,
             batch_size=batch_size,
-            validate=lambda *args: math.nan,  # (no validation data: never called)
             seed=seed,
             progress=progress,
             epochs=epochs,
             steps=steps,
-            validation=None,
-            eval_every=1,
-            patience=None,
-            checkpoint=None,
-            checkpoint_every=100,
-            resume=None,
-            initialize=True,
-            device=None,
         )
-        return FitResult(
-            engine=self.name,
-            objective="elbo",
-            history=torch.tensor(loop.history, dtype=torch.float64),
-            seconds=seconds,
-            num_steps=loop.num_steps,
-            converged=None,
-            seed=seed,
-            info=info,
-        )
+        return gradient_fit_result(self.name, "elbo", loop, seconds, seed, info)
 
     # -- bidirectional Monte Carlo ----------------------------------------------------------
     def bracket(

@@ -42,7 +42,7 @@ from ..models.base import (
     discrete_state_count,
 )
 from ._enumops import exact_log_marginal, replayed_posterior
-from ._fitting import fit_by_gradient
+from ._fitting import fit_by_gradient, gradient_fit_result
 from ._priorguide import check_prior_draws, sums_enumerated
 from ._weights import concat_log_weights, joint_over_data, log_weights, log_weights_in_chunks
 from .base import Engine, with_guide
@@ -430,13 +430,4 @@ class ImportanceSampling(Engine):
             initialize=initialize,
             device=device,
         )
-        return FitResult(
-            engine=self.name,
-            objective="iwae",
-            history=torch.tensor(loop.history, dtype=torch.float64),
-            seconds=seconds,
-            num_steps=loop.num_steps,
-            converged=None,
-            seed=seed,
-            info=info,
-        )
+        return gradient_fit_result(self.name, "iwae", loop, seconds, seed, info)

@@ -36,7 +36,7 @@ from ..core.rng import resolve_seed, seeded
 from ..models.base import LatentVariableModel, SiteInfo, sample_sites
 from . import _loop
 from ._enumops import replayed_posterior
-from ._fitting import fit_by_gradient
+from ._fitting import fit_by_gradient, gradient_fit_result
 from ._weights import joint_over_data, log_weights_in_chunks
 from .base import Engine
 from .objectives import OBJECTIVES, Objective
@@ -230,15 +230,8 @@ class SVI(Engine):
         )
         # a point-mass guide (AutoDelta) turns the ELBO into log p(x, ẑ): MAP, not a bound
         point_mass = bool(lvm.guide_structure(x, mask).point_mass)
-        return FitResult(
-            engine=self.name,
-            objective="map" if point_mass else self.objective,
-            history=torch.tensor(loop.history, dtype=torch.float64),
-            seconds=seconds,
-            num_steps=loop.num_steps,
-            converged=None,
-            seed=seed,
-            info=info,
+        return gradient_fit_result(
+            self.name, "map" if point_mass else self.objective, loop, seconds, seed, info
         )
 
     # -- evaluation ----------------------------------------------------------------------------
