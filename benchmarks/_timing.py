@@ -21,6 +21,25 @@ def best_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> flo
     return best
 
 
+def best_times(fns: list[Callable[[], object]], repeat: int = 5, warmup: int = 1) -> list[float]:
+    """Minimum wall time of each of ``fns`` over ``repeat`` rounds, the calls interleaved.
+
+    For a ratio of two timings: each round runs every function once, so that a slow spell of a
+    shared machine (which only ever adds time) falls on both sides of the ratio rather than on
+    whichever was timed during it.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
 def row(name: str, ours: float, baseline_name: str, baseline: float, target: float, **extra):
     """One result row: our time, the baseline's, their ratio and the target ratio."""
     return {

@@ -241,3 +241,31 @@ def test_resume_in_indices_mode_equals_the_uninterrupted_run(tmp_path):
     assert whole.keys() == resumed.keys() and len(whole) > 0
     for name, value in whole.items():
         assert torch.equal(value, resumed[name]), name
+
+
+def test_plan_does_not_run_the_guide_on_all_data_for_a_story_without_indices():
+    """A story that uses x inside the plate without its indices (Pyro's examples/vae/vae.py)
+    is told apart by its model's plate shape check, before its guide would run an encoder
+    over all N data in the trial of the plate's indices; it then takes rows x[idx]."""
+    from ppl_lvm.inference._minibatch import plan
+
+    calls = []
+
+    def model(x, mask=None):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(x.shape[0]), 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x, mask=None):
+        calls.append(x.shape[0])
+        loc = pyro.param("w", torch.tensor(0.5)) * x
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, 1.0))
+
+    x = _data(40)
+    story = models.from_functions(model, guide)
+    story.declared_subsample(x)  # the one trace of all of x that reads the plate's size
+    calls.clear()
+    chosen = plan(story, x, None, 8)
+    assert chosen.mode == "rows" and chosen.batch_size == 8
+    assert calls and 40 not in calls, calls

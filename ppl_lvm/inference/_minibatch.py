@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyro.poutine as poutine
 import torch
@@ -74,6 +74,9 @@ def _trial(
         model, guide = handler(model), handler(guide)
     with lvm.scoped(), fork_rng():
         torch.default_generator.manual_seed(0)
+        if handler is not None and lvm.has_guide:
+            _probe_model(lvm, model, x, mask)
+            torch.default_generator.manual_seed(0)  # the guide's draws as without the probe
         if lvm.has_guide:
             guide_tr = poutine.trace(guide).get_trace(x, mask)
             model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, mask)
@@ -86,6 +89,21 @@ def _trial(
             for _, site in sample_sites(tr):
                 check_site_shape(site, rank)
     return rank, handler is not None and handler.used > 0
+
+
+def _probe_model(lvm: LatentVariableModel, model, x: Any, mask: Any) -> None:
+    """The model alone (latents from its prior), before the guide: a story that uses ``x`` in
+    the data plate without the plate's indices meets the plate's shape check at its first local
+    site, and the guide need not run on all N data to show it (an encoder over the whole data
+    set, once per fit). Only that error counts; any other, such as a prior Pyro cannot sample,
+    is left to the full trial that follows, which replays the guide's draws."""
+    try:
+        poutine.trace(model).get_trace(x, mask)
+    except ValueError as err:
+        if f"Shape mismatch inside plate('{lvm.data_plate}')" in str(err):
+            raise
+    except Exception:  # judged by the full trial
+        pass
 
 
 def _first_lines(err: Exception) -> str:

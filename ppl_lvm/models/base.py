@@ -21,13 +21,12 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule
-from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import transform_to
 
 from ..core.data import data_key, num_data, width
 from ..core.rng import fork_rng
+from ._params import OuterParams, params_mode
 from ._subsample import declared_subsample
 
 __all__ = [
@@ -226,30 +225,12 @@ class _ModelMeta(type(PyroModule), abc.ABCMeta):
     mixins of :mod:`ppl_lvm.models.capabilities`, whose methods are abstract."""
 
 
-class _OuterParams(Messenger):
-    """Starts a ``pyro.param`` that the scoped store lacks from a copy of its value in the store
-    outside the scope (``outer``: that store's state), as Pyro's global store would give it."""
-
-    def __init__(self, outer: dict) -> None:
-        super().__init__()
-        self.outer = outer
-
-    def _pyro_param(self, msg: dict) -> None:
-        name, store = msg["name"], pyro.get_param_store()
-        if name in store or name not in self.outer["params"]:
-            return
-        constraint = self.outer["constraints"][name]
-        with torch.no_grad():
-            value = transform_to(constraint)(self.outer["params"][name]).clone()
-        store.setdefault(name, value, constraint)
-
-
 def _look_key(x: Any, mask: Any) -> tuple | None:
     """What identifies one look at the data: weak references to ``x`` and ``mask`` and their
     versions; None (no reuse) for dict data or inside a Pyro handler, which may change what
     the story does."""
     # the model's own parameter scope changes nothing the story does; any other handler may
-    if any(not isinstance(m, _OuterParams) for m in _PYRO_STACK) or not isinstance(x, torch.Tensor):
+    if any(not isinstance(m, OuterParams) for m in _PYRO_STACK) or not isinstance(x, torch.Tensor):
         return None
     if mask is not None and not isinstance(mask, torch.Tensor):
         return None
@@ -304,6 +285,11 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
     #: masked discrete observation stays inside its support (a one-hot label stays one-hot).
     masked_fill: Literal["observed", "zero"] = "zero"
 
+    #: Pyro's parameter mode (``module_local_params``) that model and guide run in: local for
+    #: the built-in models (their parameters live on the module); a user's story runs in Pyro's
+    #: global mode, inside the store that :meth:`scoped` gives the model alone.
+    local_module_params: bool = True
+
     def __init__(self, name: str = "") -> None:
         # Built in local-parameter mode so that submodules (networks, autoguides) called inside
         # scoped() find a parameter state of their own model, never Pyro's global store.
@@ -357,10 +343,10 @@ class LatentVariableModel(PyroModule, metaclass=_ModelMeta):
         """
         outer = pyro.get_param_store().get_state()
         with (
-            pyro.settings.context(module_local_params=True),
+            params_mode(self.local_module_params),
             pyro.get_param_store().scope(self._param_state()),
             # (with nothing outside, nothing to start from: one handler less on every site)
-            _OuterParams(outer) if outer["params"] else contextlib.nullcontext(),
+            OuterParams(outer) if outer["params"] else contextlib.nullcontext(),
         ):
             yield
 

@@ -8,11 +8,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pyro
 import torch
 
 from .._typing import ModelLike, StoryFn
 from ..core.data import Data, entries, map_tensors
+from ._params import params_mode
 from ._subsample import install_autoguide_plates
 from .base import DATA_PLATE, LatentVariableModel
 
@@ -36,6 +36,9 @@ def _mask_parameter(fn: Callable) -> str:
 
 class FunctionModel(LatentVariableModel):
     """A user's story made of plain functions; build one with :func:`from_functions`."""
+
+    # the user's functions run as Pyro runs them, in global-parameter mode (see _call)
+    local_module_params = False
 
     def __init__(
         self,
@@ -83,7 +86,7 @@ class FunctionModel(LatentVariableModel):
         # store that scoped() gives this model alone): a PyroModule the story calls but does not
         # own, such as the GMM tutorial's AutoDelta inside full_guide, was built in that mode
         # and has no local parameter state to enter.
-        with pyro.settings.context(module_local_params=False):
+        with params_mode(False):
             return fn(x, **kwargs)
 
     def model(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
