@@ -9,20 +9,35 @@ completions themselves come from the same posterior. Two routes:
   K particles z_k ~ q(z | x_o) weighted by w_k ∝ p(x_o, z_k) / q(z_k | x_o); S of them are
   resampled for the sampled completions, and the single imputation is the weighted mean
   Σ_k w̃_k E[x_m | z_k] (Mattei & Frellsen 2019).
+- **test-time inference** for deep models that declare ``LatentLogJoint``
+  (:mod:`ppl_lvm.inference.testtime`): the guide fed a zero-filled datum proposes poorly for
+  the observed part alone, so ``method="auto"`` refines a per-datum Gaussian proposal on the
+  observed-data IWAE bound wherever the guide's Pareto k̂ exceeds 0.7; ``"refine"`` does so
+  for every datum, and ``"mwg"`` (Metropolis-within-Gibbs) and ``"hmc"`` (HMC on z, the
+  missing entries summed out) sample p(z | x_o) by MCMC. The importance methods also estimate
+  log p(x_o) with its standard error.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from ._typing import ModelLike
-from .core.checks import check_data, check_positive_int
+from .core.checks import check_choice, check_data, check_positive_int
 from .core.errors import UnsupportedModelError
 from .core.rng import seeded
 from .inference import log_weights_in_chunks
-from .models.capabilities import ExactCompletion, Observation, ParticleLogWeights, has
+from .inference.testtime import METHODS, LatentDraws, Method, infer_latents
+from .models.capabilities import (
+    ExactCompletion,
+    LatentLogJoint,
+    Observation,
+    ParticleLogWeights,
+    has,
+)
 from .models.story import as_model, conform_data
 from .models.support import check_values
 
@@ -47,9 +62,19 @@ class Completion:
         The data, missing entries zero-filled.
     mask : torch.Tensor of shape (N, D), bool
         True where observed.
-    method : {"exact", "importance resampling"}
+    method : str
+        "exact", "importance resampling" (the guide), "refined importance resampling",
+        "Metropolis-within-Gibbs" or "HMC"; where ``method="auto"`` used two, both with their
+        counts of data ("importance resampling (212), refined importance resampling (788)").
     ess : torch.Tensor of shape (N,) or None
         Effective sample size of the importance weights (importance resampling only).
+    methods : list of str or None
+        Per datum, what drew its latent values (test-time inference only).
+    log_evidence, stderr, khat : torch.Tensor of shape (N,) or None
+        The importance estimate of log p(x_o) of each datum, its standard error and Pareto k̂
+        (k̂ above 0.7: not to be trusted), where an importance method ran.
+    accept : torch.Tensor of shape (N,) or None
+        The MCMC moves' mean acceptance probability per datum, where MCMC ran.
     """
 
     samples: torch.Tensor
@@ -59,6 +84,11 @@ class Completion:
     mask: torch.Tensor
     method: str
     ess: torch.Tensor | None = None
+    methods: list[str] | None = None
+    log_evidence: torch.Tensor | None = None
+    stderr: torch.Tensor | None = None
+    khat: torch.Tensor | None = None
+    accept: torch.Tensor | None = None
 
     def rmse(self, truth: torch.Tensor) -> float:
         """Root mean squared error of :attr:`mean` against ``truth`` over the missing entries."""
@@ -76,6 +106,10 @@ def complete(
     num_samples: int = 10,
     *,
     num_particles: int = 1000,
+    method: Method = "auto",
+    refine_steps: int = 300,
+    num_chains: int = 4,
+    num_steps: int = 500,
     seed: int | None = 0,
 ) -> Completion:
     """Conditional completions of the unobserved entries of ``x``.
@@ -94,6 +128,14 @@ def complete(
         S, sampled completions per datum.
     num_particles : int
         K, guide particles per datum for importance resampling.
+    method : {"auto", "guide", "refine", "mwg", "hmc"}
+        For a model that declares ``LatentLogJoint`` (the deep models): how p(z | x_o) is
+        reached (see the module docstring); ``"auto"`` chooses by the guide's Pareto k̂.
+        Other models take ``"auto"`` (their exact or guide route).
+    refine_steps : int
+        Adam steps of each refined proposal.
+    num_chains, num_steps : int
+        MCMC chains per datum and steps per chain (the first half is burn-in).
     seed : int or None
 
     Returns
@@ -121,6 +163,7 @@ def complete(
         )
     check_positive_int("num_samples", num_samples)
     check_positive_int("num_particles", num_particles)
+    check_choice("method", method, METHODS)
     exact = has(lvm, ExactCompletion)
     resampled = has(lvm, ParticleLogWeights) and has(lvm, Observation)
     if not exact and isinstance(lvm, ExactCompletion):
@@ -140,9 +183,19 @@ def complete(
     with torch.no_grad(), seeded(seed):
         check_values(lvm, x, mask)
         if exact:
+            _refuse_method(lvm, method, "its completions are exact")
             with lvm.scoped():
                 samples, sample_means, mean = lvm.complete_exact(x, mask, num_samples)
             return Completion(samples, sample_means, mean, x, mask, "exact")
+        if has(lvm, LatentLogJoint) and method != "guide":
+            with lvm.scoped():
+                draws = infer_latents(
+                    lvm, x, mask, method, num_particles=num_particles,
+                    refine_steps=refine_steps, num_chains=num_chains, num_steps=num_steps,
+                    num_keep=num_samples,
+                )  # fmt: skip
+                return _from_draws(lvm, draws, x, mask, num_samples)
+        _refuse_method(lvm, method, "it declares no LatentLogJoint for test-time inference")
         out = _resample(lvm, x, mask, num_samples, num_particles)
         return Completion(*out[:3], x, mask, "importance resampling", ess=out[3])
 
@@ -172,3 +225,52 @@ def _resample(lvm, x, mask, num_samples: int, num_particles: int):
     if not bool(torch.isfinite(out_ess).all()):
         raise FloatingPointError("the importance weights were not finite; check the model fit.")
     return torch.cat(samples, 1), torch.cat(sample_means, 1), torch.cat(mean, 0), out_ess
+
+
+_LABELS = {
+    "guide": "importance resampling",
+    "refine": "refined importance resampling",
+    "mwg": "Metropolis-within-Gibbs",
+    "hmc": "HMC",
+}
+
+
+def _refuse_method(lvm, method: str, why: str) -> None:
+    if method not in ("auto", "guide"):
+        raise UnsupportedModelError(
+            f"method={method!r} is test-time inference for deep models; {lvm.name} takes "
+            f"method='auto' ({why})."
+        )
+
+
+def _from_draws(lvm, draws: LatentDraws, x, mask, num_samples: int) -> Completion:
+    """A Completion from test-time draws: resampled importance particles, or MCMC states."""
+    if draws.log_weights is not None:
+        w = torch.softmax(draws.log_weights, 0)  # (K, N)
+        expected = torch.einsum("kn,knd->nd", w, lvm.observation(draws.z).mean)
+        idx = torch.multinomial(w.T, num_samples, replacement=True).T  # (S, N)
+        chosen = draws.z[idx, torch.arange(x.shape[0], device=x.device)]
+    else:
+        expected, chosen = draws.expected, draws.z[:num_samples]
+    obs = lvm.observation(chosen)
+    counts = Counter(draws.method)
+    used = [m for m in _LABELS if counts[m]]
+    label = (
+        _LABELS[used[0]]
+        if len(used) == 1
+        else ", ".join(f"{_LABELS[m]} ({counts[m]})" for m in used)
+    )
+    return Completion(
+        _keep_observed(obs.sample(), x, mask),
+        _keep_observed(obs.mean, x, mask),
+        _keep_observed(expected, x, mask),
+        x,
+        mask,
+        label,
+        ess=draws.ess,
+        methods=draws.method,
+        log_evidence=draws.log_evidence,
+        stderr=draws.stderr,
+        khat=draws.khat,
+        accept=draws.accept,
+    )

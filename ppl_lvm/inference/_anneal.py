@@ -31,7 +31,7 @@ from ..core.data import num_data
 from ..models.base import LatentVariableModel, _base_distribution, sample_sites
 from ._weights import PARTICLE_PLATE, particle_value, site_log_prob
 
-__all__ = ["HMC", "Path", "anneal", "is_point", "schedule"]
+__all__ = ["HMC", "Path", "anneal", "hmc_move", "is_point", "schedule"]
 
 
 def schedule(num_steps: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.Tensor:
@@ -277,7 +277,7 @@ def _kinetic(path: Path, p: dict[str, torch.Tensor]) -> torch.Tensor:
     return sum(0.5 * path.per_group(k, v.pow(2)) for k, v in p.items())
 
 
-def _move(path: Path, hmc: HMC, u, beta: float, eps: torch.Tensor):
+def hmc_move(path: Path, hmc: HMC, u, beta: float, eps: torch.Tensor):
     """One HMC move at β for every group; returns the new state, its log r and log-likelihood,
     and the acceptance probabilities (per group)."""
     lg0, g0, log_r0, lik0 = _grad(path, u, beta)
@@ -342,7 +342,7 @@ def anneal(
         # the first look above ran with Pyro's validation as the user set it; the moves skip
         # its per-site checks (a non-finite proposal is rejected by the Metropolis test)
         with pyro.validation_enabled(False):
-            u, log_r, log_lik, prob = _move(path, hmc, u, betas[s], eps)
+            u, log_r, log_lik, prob = hmc_move(path, hmc, u, betas[s], eps)
         accept_sum = accept_sum + prob
         if hmc.adapt:
             # each chain adapts on its own acceptance only, so the chains stay independent and

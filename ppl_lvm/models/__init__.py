@@ -1,9 +1,10 @@
 """Generative stories: the model contract and the built-in latent-variable models."""
 
-from .amortized import AmortizedGaussianLVM, AmortizedLVM
+from .amortized import AmortizedLVM
 from .base import DATA_PLATE, GuideStructure, LatentVariableModel, SiteInfo, discrete_state_count
 from .binary import BinaryLatentFactors
 from .conv_vae import ConvVAE
+from .deep import AmortizedGaussianLVM
 from .linear import LinearGaussian
 from .mixture import BernoulliMixture, CategoricalMixture, GaussianMixture, MixtureModel
 from .story import FunctionModel, as_model, conform_data, from_functions

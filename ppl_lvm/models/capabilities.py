@@ -31,6 +31,7 @@ __all__ = [
     "ExactEvidence",
     "Generative",
     "Initializable",
+    "LatentLogJoint",
     "MeanFieldTerms",
     "ModelSample",
     "Observation",
@@ -204,6 +205,25 @@ class Observation(Capability):
     @abc.abstractmethod
     def observation(self, z: torch.Tensor) -> dist.Distribution:
         """p(x | z): batch shape ``z.shape[:-1]``, event shape (D,)."""
+
+
+class LatentLogJoint(Capability):
+    """log p(x_observed, z) at any real latent vector, and an amortised Gaussian start: what
+    test-time inference on p(z | x_o) needs (per-datum refined proposals, Metropolis-within-
+    Gibbs and HMC on z; :mod:`ppl_lvm.inference.testtime`)."""
+
+    @abc.abstractmethod
+    def log_joint(
+        self, z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """log p(z) + log p(x_o | z) over the observed entries: z (..., N, L) -> (..., N);
+        differentiable in z."""
+
+    @abc.abstractmethod
+    def guide_distribution(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dist.Distribution:
+        """The amortised q(z_n | x_n) to start from: batch shape (N,), event shape (L,)."""
 
 
 class ValueValidation(Capability):

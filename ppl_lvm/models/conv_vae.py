@@ -1,6 +1,6 @@
 """A small convolutional VAE for images stored as flat rows: ``ConvVAE``.
 
-It is an :class:`~.amortized.AmortizedGaussianLVM` that gives an encoder and a decoder and
+It is an :class:`~.deep.AmortizedGaussianLVM` that gives an encoder and a decoder and
 nothing else; everything the engines use comes from there.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..core.checks import check_positive_int
-from .amortized import AmortizedGaussianLVM, Likelihood
+from .amortized import Likelihood
+from .deep import AmortizedGaussianLVM
 
 __all__ = ["ConvVAE"]
 

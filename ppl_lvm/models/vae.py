@@ -4,7 +4,7 @@ z ~ N(0, I), x | z ~ p_θ(x | z) with a neural decoder: N(μ_θ(z), diag σ²_θ
 Bernoulli(logits_θ(z)), "a mixture of an infinite number of Gaussians". The guide is an
 amortised Gaussian encoder q_φ(z | x) = N(m_φ(x), diag s²_φ(x)).
 
-Both are :class:`~.amortized.AmortizedGaussianLVM` subclasses that give an encoder and a
+Both are :class:`~.deep.AmortizedGaussianLVM` subclasses that give an encoder and a
 decoder; the Pyro model/guide pair and the direct tensor paths the engines use (the particle
 log weights, the closed-form KL, the mean-field terms) come from there.
 """
@@ -22,8 +22,9 @@ from torch import nn
 from ..core.checks import check_data
 from ..core.densities import normal_log_prob, std_normal_log_prob
 from ..core.memory import row_slices
-from .amortized import AmortizedGaussianLVM, Likelihood
+from .amortized import Likelihood
 from .capabilities import ExactEvidence, Initializable, ModelSample
+from .deep import AmortizedGaussianLVM
 
 __all__ = ["VAE", "ToyVAE"]
 
