@@ -10,7 +10,10 @@ weight over K particles drawn from a proposal q:
   discrete sites ``infer={"enumerate": "parallel"}`` and has other latents (a mixture's
   label under global weights and means), only those others are drawn and the marked sites
   are summed exactly inside each weight (Rao–Blackwellised);
-- ``"guide"``: z ~ q(z | x), the story's (learned) guide.
+- ``"guide"``: z ~ q(z | x), the story's (learned) guide;
+- ``"refined"``: for a deep model (``LatentLogJoint``), each datum's own Gaussian, started at
+  the guide and fitted to its observed entries (:func:`~ppl_lvm.inference.testtime.refine`):
+  the guide fed a zero-filled datum proposes poorly for the observed part alone.
 
 Every estimate comes with its delta-method standard error in log space, the effective sample
 size and ArviZ's Pareto k̂ of the weights. Particles go through the shared weighting routine in
@@ -41,12 +44,14 @@ from ..models.base import (
     SiteInfo,
     discrete_state_count,
 )
+from ..models.capabilities import LatentLogJoint, has
 from ._enumops import exact_log_marginal, replayed_posterior
 from ._fitting import fit_by_gradient, gradient_fit_result
 from ._priorguide import check_prior_draws, sums_enumerated
 from ._weights import concat_log_weights, joint_over_data, log_weights, log_weights_in_chunks
 from .base import Engine, with_guide
 from .objectives import Iwae, refuse_per_datum_weights
+from .testtime import infer_latents
 
 #: The largest joint discrete space whose exact log p(x_n) a posterior's log_lik sums
 #: (Enumeration's default ``max_states``).
@@ -54,7 +59,7 @@ _EXACT_LOG_LIK_STATES = 2**16
 
 __all__ = ["ImportanceSampling", "log_mean_weight"]  # log_mean_weight: from core.stats
 
-Proposal = Literal["guide", "prior", "uniform"]
+Proposal = Literal["guide", "prior", "uniform", "refined"]
 
 
 def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
@@ -96,8 +101,10 @@ class ImportanceSampling(Engine):
 
     Parameters
     ----------
-    proposal : {"guide", "prior", "uniform"}
+    proposal : {"guide", "prior", "uniform", "refined"}
         Where particles come from (see the module docstring).
+    refine_steps : int
+        Adam steps of each datum's refined proposal (``proposal="refined"`` only).
     num_particles : int
         K, particles per datum.
     chunk_size : int or None
@@ -120,7 +127,7 @@ class ImportanceSampling(Engine):
 
     name = "ImportanceSampling"
     evidence_kind = "estimate"
-    options = ("proposal", "num_particles", "chunk_size", "memory_budget")
+    options = ("proposal", "num_particles", "chunk_size", "memory_budget", "refine_steps")
 
     def __init__(
         self,
@@ -128,8 +135,10 @@ class ImportanceSampling(Engine):
         num_particles: int = 1000,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        refine_steps: int = 300,
     ):
-        check_choice("proposal", proposal, ("guide", "prior", "uniform"))
+        check_choice("proposal", proposal, ("guide", "prior", "uniform", "refined"))
+        self.refine_steps = check_positive_int("refine_steps", refine_steps)
         check_positive_int("num_particles", num_particles)
         check_positive_int("memory_budget", memory_budget, allow_none=True)
         check_positive_int("chunk_size", chunk_size, allow_none=True)
@@ -137,7 +146,7 @@ class ImportanceSampling(Engine):
         self.num_particles = num_particles
         self.chunk_size = chunk_size
         self.memory_budget = memory_budget
-        self.needs_guide = proposal == "guide"
+        self.needs_guide = proposal in ("guide", "refined")
 
     @property
     def label(self) -> str:
@@ -236,6 +245,8 @@ class ImportanceSampling(Engine):
             ``kind="estimate"`` with ``per_datum``, ``stderr``, ``ess`` and ``khat``, each (N,).
         """
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        if self.proposal == "refined":
+            return self._refined_evidence(lvm, x, mask, seed)
         route = self._route(lvm, sites, x, mask)
         if route != "per_datum":
             with torch.no_grad(), seeded(seed):
@@ -273,6 +284,34 @@ class ImportanceSampling(Engine):
             num_particles=self.num_particles,
         )
 
+    def _refined_evidence(self, lvm, x, mask, seed) -> Evidence:
+        self._refuse_refined(lvm, "log_evidence")
+        seen = torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+        with seeded(seed), lvm.scoped():
+            draws = infer_latents(
+                lvm, x, seen, "refine", num_particles=self.num_particles,
+                refine_steps=self.refine_steps,
+            )  # fmt: skip
+        return Evidence(
+            per_datum=draws.log_evidence,
+            kind="estimate",
+            engine=self.name,
+            stderr=draws.stderr,
+            ess=draws.ess,
+            khat=draws.khat.to(draws.log_evidence.dtype),
+            num_particles=self.num_particles,
+        )
+
+    def _refuse_refined(self, lvm, what: str) -> None:
+        if what != "log_evidence" or not has(lvm, LatentLogJoint):
+            raise UnsupportedModelError(
+                f"ImportanceSampling(proposal='refined').{what} needs a deep model with "
+                f"log p(x_o, z) at any z (LatentLogJoint); {lvm.name} "
+                + ("has none" if what == "log_evidence" else "is not estimated that way")
+                + ": use proposal='guide', AnnealedImportanceSampling, or for draws of the "
+                "missing entries ppl_lvm.complete(model, x, mask, method='refine')."
+            )
+
     def posterior(
         self,
         model: ModelLike,
@@ -307,6 +346,10 @@ class ImportanceSampling(Engine):
                 f"{num_samples}), or call .resample(num_samples) on the result."
             )
         lvm, x, mask, sites = self.prepare(model, x, mask)
+        if self.proposal == "refined":
+            self._refuse_refined(lvm, "posterior")
+        if self.proposal == "refined":
+            return self._refined_evidence(lvm, x, mask, seed)
         route = self._route(lvm, sites, x, mask)
         if route != "per_datum":
             with torch.no_grad(), seeded(seed):
