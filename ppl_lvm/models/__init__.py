@@ -1,6 +1,7 @@
 """Generative stories: the model contract and the built-in latent-variable models."""
 
 from .amortized import AmortizedGaussianLVM, AmortizedLVM
+from .autoregressive import Autoregressive
 from .base import DATA_PLATE, GuideStructure, LatentVariableModel, SiteInfo, discrete_state_count
 from .binary import BinaryLatentFactors
 from .conv_vae import ConvVAE
@@ -14,6 +15,7 @@ __all__ = [
     "VAE",
     "AmortizedGaussianLVM",
     "AmortizedLVM",
+    "Autoregressive",
     "BernoulliMixture",
     "BinaryLatentFactors",
     "CategoricalMixture",
