@@ -324,9 +324,9 @@ def test_importance_sampling_with_the_guide_is_within_its_standard_error():
 
 
 def test_guide_with_a_covering_ordering_is_the_exact_conditional():
-    """Where the guide's ordering covers every datum, log p_0(x_o, x_m) - log q(x_m | x_o)
-    differs from p_0(x_m | x_o) / p_1(x_m | x_o) only through the orderings' disagreement: the
-    guide's log q is the brute-force log p_1(x_m | x_o) of each draw."""
+    """Where the guide's ordering covers every datum (ordering 1, top row missing), its
+    proposal is the exact conditional: log q of each draw is the brute-force log p_1(x_m | x_o)
+    = log p_1(x_o, x_m) - log p_1(x_o)."""
     ar, x = random_model(), data()
     assert ar.proposal_ordering(TOP_MISSING) == 1
     lw = ar.particle_log_weights(x, TOP_MISSING, 20)
@@ -405,6 +405,17 @@ def test_order_agnostic_training_improves_every_ordering():
     assert fit.num_steps == 300 and bool(torch.isfinite(after).all())
     assert bool((after > before + 1).all()), (before, after)
     assert bool((after > truth - 0.2).all()), (after, truth)
+
+
+def test_maximum_likelihood_of_the_canonical_ordering():
+    """SVI on the story itself with complete data maximises log p_0(x): 300 steps take the
+    held-out log p_0(x) up by over a nat, to within 0.2 nats of the truth."""
+    train, test = synthetic(2000, 0), synthetic(500, 1)
+    ar = models.Autoregressive(D, (32,), 4, seed=0).double()
+    before = float(log_prob(ar, test, 0).mean())
+    SVI(lr=1e-2, batch_size=100).fit(ar, train, steps=300, progress=False)
+    after = float(log_prob(ar, test, 0).mean())
+    assert after > before + 1 and after > float(true_log_prob(test).mean()) - 0.2
 
 
 def test_learning_from_incomplete_data_by_the_iwae_bound():
