@@ -130,8 +130,16 @@ class MADE(nn.Module):
         direct : torch.Tensor of shape (D, D)
             Inputs to outputs: pixel d' reaches output d iff rank(d') < rank(d).
         """
-        rank = self.ranks[ordering]  # (D,)
         dtype = self.direct.dtype
+        # (the ranks' version: a loaded state dict rewrites them in place)
+        key = (ordering, dtype, self.ranks.device, self.ranks._version)
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        if key not in cache:  # they depend on the ordering alone, and a step asks R times
+            cache[key] = self._masks(ordering, dtype)
+        return cache[key]
+
+    def _masks(self, ordering: int, dtype: torch.dtype):
+        rank = self.ranks[ordering]  # (D,)
         layers, previous = [], rank
         for width in self.hidden:
             deg = self._degrees(width)
