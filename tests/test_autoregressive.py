@@ -148,6 +148,18 @@ def test_orderings_are_raster_reverse_then_seeded_random():
     assert not torch.equal(orders[2:], models.Autoregressive(D, (8,), 6, seed=4).orderings_[2:])
 
 
+def test_loading_parameters_brings_their_orderings():
+    """A state dict from a model with other random orderings replaces the orderings (and the
+    connectivity masks built from them): the loaded model scores as its source does."""
+    a, b = random_model(seed=0), random_model(seed=1)
+    for r in range(4):
+        log_prob(a, data(), r)  # the masks of a's orderings are built and kept
+    a.load_state_dict(b.state_dict())
+    assert torch.equal(a.orderings_, b.orderings_)
+    for r in range(4):
+        torch.testing.assert_close(log_prob(a, data(), r), log_prob(b, data(), r))
+
+
 def test_orderings_differ_as_models():
     """The orderings' joints are different models: they disagree on some image (so the tests
     below that name an ordering test something)."""
