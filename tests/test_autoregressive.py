@@ -14,6 +14,7 @@ from ppl_lvm import models
 from ppl_lvm.core.rng import seeded
 from ppl_lvm.inference import SVI, Enumeration, ImportanceSampling
 from ppl_lvm.inference._weights import log_weights
+from ppl_lvm.models.capabilities import CompletionDraws, OwnCompletion, has
 
 D = 9  # 3 x 3 images
 
@@ -254,8 +255,11 @@ def test_exact_completion_matches_the_brute_force_conditional(hidden):
     ar, x = random_model(hidden=hidden), data(n=3)
     mask = TOP_MISSING[:3]
     s = 4000
+    assert has(ar, OwnCompletion)  # what ppl_lvm.complete may ask for
     out = ar.complete_own(x, mask, s, seed=0)
-    assert out.method == ("exact",) * 3 and out.ess is None
+    samples, sample_means, _, method, ess = out  # a 5-tuple
+    assert isinstance(out, CompletionDraws) and samples.shape == sample_means.shape == (s, 3, D)
+    assert method == ("exact",) * 3 and ess is None
     assert torch.equal(out.samples[:, mask], x[mask].expand(s, -1))  # observed kept
     post, mean = brute_conditional(ar, x, mask, 1)
     for n in range(3):

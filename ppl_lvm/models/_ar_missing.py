@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -25,12 +24,12 @@ from ..core.memory import row_slices
 from ..core.results import Evidence
 from ..core.stats import log_mean_weight, pareto_khat
 from ._made import MADE
+from .capabilities import CompletionDraws
 
 __all__ = [
     "EXACT",
     "IMPORTANCE",
     "ObservedEvidence",
-    "OwnCompletion",
     "complete_own",
     "covering_orderings",
     "inversions",
@@ -257,25 +256,9 @@ def observed_log_evidence(
     return ObservedEvidence(evidence, method, torch.where(exact, cover, best))
 
 
-class OwnCompletion(NamedTuple):
-    """Completions from :meth:`Autoregressive.complete_own`; unpacks as a 5-tuple."""
-
-    #: torch.Tensor of shape (S, N, D): draws of x from p(x_m | x_o), observed entries kept.
-    samples: torch.Tensor
-    #: torch.Tensor of shape (S, N, D): a smooth picture of each draw (see the method).
-    sample_means: torch.Tensor
-    #: torch.Tensor of shape (N, D): the single imputation E[x_m | x_o].
-    mean: torch.Tensor
-    #: tuple of str: per datum, "exact" or "importance resampling".
-    method: tuple[str, ...]
-    #: torch.Tensor of shape (N,) or None: ESS of the importance weights (NaN where exact);
-    #: None when every datum was completed exactly.
-    ess: torch.Tensor | None
-
-
 def complete_own(
     made: MADE, x: torch.Tensor, mask: torch.Tensor, num_samples: int, num_particles: int
-) -> OwnCompletion:
+) -> CompletionDraws:
     """Completions of each datum (see :meth:`Autoregressive.complete_own`); ``x`` (N, D)
     zero-filled, ``mask`` (N, D) bool. Draws use torch's global generator."""
     n, d = x.shape
@@ -305,4 +288,4 @@ def complete_own(
             sample_means[:, part] = chosen
             mean[part] = torch.einsum("kn,knd->nd", w, draws)
     method = tuple(EXACT if e else "importance resampling" for e in exact.tolist())
-    return OwnCompletion(samples, sample_means, mean, method, None if exact.all() else ess)
+    return CompletionDraws(samples, sample_means, mean, method, None if exact.all() else ess)

@@ -36,27 +36,34 @@ from ..core.logweights import LogWeights
 from ..core.rng import seeded
 from . import _ar_missing
 from ._ar_ensemble import OrderingEnsemble
-from ._ar_missing import ObservedEvidence, OwnCompletion
+from ._ar_missing import ObservedEvidence
 from ._made import MADE, default_orderings
 from .base import DATA_PLATE, LatentVariableModel
 from .capabilities import (
+    CompletionDraws,
     Generative,
     Initializable,
     ModelSample,
+    OwnCompletion,
     ParticleLogWeights,
     ValueValidation,
 )
 from .story import conform_data
 
-__all__ = ["Autoregressive", "ObservedEvidence", "OwnCompletion"]
+__all__ = ["Autoregressive", "ObservedEvidence"]
 
 
 class Autoregressive(
-    LatentVariableModel, ParticleLogWeights, Initializable, ValueValidation, Generative
+    LatentVariableModel,
+    ParticleLogWeights,
+    OwnCompletion,
+    Initializable,
+    ValueValidation,
+    Generative,
 ):
     """A MADE autoregressive model of binary pixels over R orderings; missing pixels are latent.
 
-    Capabilities: ParticleLogWeights, Initializable, ValueValidation, Generative.
+    Capabilities: ParticleLogWeights, OwnCompletion, Initializable, ValueValidation, Generative.
 
     **The story.** Inside ``pyro.plate("data", N)`` the pixels are sample sites ``x_0``, ...,
     ``x_{D-1}`` in raster order, each Bernoulli given the pixels before it under ordering 0.
@@ -88,8 +95,7 @@ class Autoregressive(
     num_orderings : int
         R >= 2 trained orderings: raster, reverse raster, then R - 2 random ones.
     image_shape : (int, int), optional
-        (H, W) with H * W = D; raster order is row by row, so ordering 1 visits the bottom
-        row first.
+        (H, W) with H * W = D: raster order is row by row, ordering 1 bottom row first.
     seed : int
         Seeds the random orderings and the initial weights (never the caller's stream).
 
@@ -382,7 +388,7 @@ class Autoregressive(
         *,
         num_particles: int = 1000,
         seed: int | None = None,
-    ) -> OwnCompletion:
+    ) -> CompletionDraws:
         """Completions of the missing pixels, exact where an ordering allows.
 
         - **exact**, where a trained ordering σ puts every observed pixel first: S independent
@@ -397,19 +403,16 @@ class Autoregressive(
 
         Parameters
         ----------
-        x : torch.Tensor of shape (N, D)
-        mask : torch.Tensor of shape (N, D), bool
-            True = observed.
-        num_samples : int
-            S, completions per datum.
-        num_particles : int
-            K, proposals per datum for importance resampling.
+        x, mask : torch.Tensor of shape (N, D)
+            The data, and True where observed.
+        num_samples, num_particles : int
+            S, completions per datum; K, proposals per datum for importance resampling.
         seed : int or None
             Seeds the draws; None draws from torch's global generator.
 
         Returns
         -------
-        OwnCompletion
+        CompletionDraws
             ``(samples (S, N, D), sample_means (S, N, D), mean (N, D), method, ess)``: method
             per datum ("exact" or "importance resampling"); ess (N,), NaN where exact, or None
             when every datum was exact. Observed entries are always the data's own.
@@ -439,12 +442,10 @@ class Autoregressive(
 
         Parameters
         ----------
-        x : torch.Tensor of shape (N, D)
-        mask : torch.Tensor of shape (N, D), bool
-        num_samples : int
-            S.
-        ordering : int
-            σ.
+        x, mask : torch.Tensor of shape (N, D)
+            The data, and True where observed.
+        num_samples, ordering : int
+            S draws per datum, from ordering σ.
         seed : int or None
 
         Returns
