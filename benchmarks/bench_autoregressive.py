@@ -10,8 +10,10 @@ Rows (reported, not targets, except the completion against mean imputation):
 
 - the test NLL in nats of the canonical joint p_0 and of the 8-ordering ensemble
   log (1/8) Σ_σ p_σ(x) (exact, by ``Enumeration`` of the ordering), beside the published
-  full-MNIST figures (50,000 training digits, not our 3,500): PixelCNN 81.3
-  (van den Oord et al. 2016), MADE ≈ 86.6 (Germain et al. 2015), VAE ≈ 86.8;
+  full-MNIST figures, for scale only: PixelCNN 81.3 (van den Oord et al. 2016), MADE ≈ 86.6
+  (Germain et al. 2015), VAE ≈ 86.8. Those are fitted to 50,000 digits, not our 3,500, and
+  scored on MNIST binarized by drawing each pixel; ``binarize=True`` thresholds at 0.5,
+  which removes that noise and lowers every NLL, so the two are not comparable;
 - the pixel RMSE of E[x_top | x_bottom] on the 1,000 test digits with their top half removed,
   exact through the bottom-first ordering (10 draws per digit, the conditional probabilities
   averaged), against mean imputation (target: below it);
