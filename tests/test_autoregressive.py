@@ -131,7 +131,6 @@ def test_every_ordering_normalises(hidden):
 )
 def test_normalises_for_any_size_and_seed(dim, hidden, num_orderings, seed):
     """For any D, widths, R and seed, each ordering's joint sums to 1 over {0,1}^D."""
-    torch.set_default_dtype(torch.float64)  # hypothesis reruns the body outside the fixture
     ar = random_model(dim, tuple(hidden), num_orderings, seed=seed)
     for r in range(num_orderings):
         assert abs(float(torch.logsumexp(log_prob(ar, images(dim), r), 0).exp()) - 1) < 1e-10
@@ -496,7 +495,6 @@ def test_fit_is_reproducible():
 def test_non_binary_pixel_is_refused_by_name(row, col, value):
     """An observed pixel other than 0 or 1 is a ValueError naming it and the fix; the same
     pixel masked out is never read."""
-    torch.set_default_dtype(torch.float64)
     ar = models.Autoregressive(D, (4,), 2).double()
     x = torch.zeros(3, D)
     x[row, col] = value
