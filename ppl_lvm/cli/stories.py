@@ -137,6 +137,18 @@ def _conv_vae(ds, args: argparse.Namespace):
     return models.ConvVAE(tuple(ds.image_shape), args.latent, likelihood=likelihood)
 
 
+def _autoregressive(ds, args: argparse.Namespace):
+    from .. import models
+
+    if not _is_binary(ds):
+        raise ValueError(
+            f"--model ar models binary pixels, and {ds.name!r} holds other values; add "
+            "--binarize (threshold at 0.5)."
+        )
+    shape = None if ds.image_shape is None else tuple(ds.image_shape)
+    return models.Autoregressive(ds.dim, image_shape=shape)
+
+
 register_model("gmm", _gmm("diag"), "GaussianMixture, diagonal covariance (--components)")
 register_model("gmm-full", _gmm("full"), "GaussianMixture, full covariance (--components)")
 register_model(
@@ -151,6 +163,9 @@ register_model("vae", _vae, "VAE 400 hidden units, Bernoulli for 0/1 data else G
 register_model("ppca", _ppca, "LinearGaussian, probabilistic PCA (--latent)")
 register_model("binary-features", _binary_features, "BinaryLatentFactors for 0/1 data (--latent)")
 register_model("conv-vae", _conv_vae, "ConvVAE, a small convolutional VAE for images (--latent)")
+register_model(
+    "ar", _autoregressive, "Autoregressive (MADE, 8 orderings) for 0/1 pixels; missing = latent"
+)
 
 
 def make_model(args: argparse.Namespace, ds):

@@ -1,6 +1,7 @@
 """Generative stories: the model contract and the built-in latent-variable models."""
 
 from .amortized import AmortizedLVM
+from .autoregressive import Autoregressive
 from .base import DATA_PLATE, GuideStructure, LatentVariableModel, SiteInfo, discrete_state_count
 from .binary import BinaryLatentFactors
 from .conv_vae import ConvVAE
@@ -15,6 +16,7 @@ __all__ = [
     "VAE",
     "AmortizedGaussianLVM",
     "AmortizedLVM",
+    "Autoregressive",
     "BernoulliMixture",
     "BinaryLatentFactors",
     "CategoricalMixture",

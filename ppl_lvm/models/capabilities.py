@@ -25,6 +25,7 @@ __all__ = [
     "AnalyticKL",
     "Capability",
     "ClosedFormMStep",
+    "CompletionDraws",
     "DetachableGuide",
     "EnumeratedLogJoint",
     "ExactCompletion",
@@ -35,6 +36,7 @@ __all__ = [
     "MeanFieldTerms",
     "ModelSample",
     "Observation",
+    "OwnCompletion",
     "ParticleLogWeights",
     "ValueValidation",
     "has",
@@ -197,6 +199,43 @@ class ExactCompletion(Capability):
         mean : torch.Tensor of shape (N, D)
             The single imputation E[x_m | x_o].
         """
+
+
+class CompletionDraws(NamedTuple):
+    """What :meth:`OwnCompletion.complete_own` returns; unpacks as a 5-tuple."""
+
+    #: torch.Tensor of shape (S, N, D): draws from p(x_m | x_o), observed entries kept.
+    samples: torch.Tensor
+    #: torch.Tensor of shape (S, N, D): a smooth picture of each draw (the model says which).
+    sample_means: torch.Tensor
+    #: torch.Tensor of shape (N, D): the single imputation E[x_m | x_o].
+    mean: torch.Tensor
+    #: tuple of str: per datum, "exact" or "importance resampling".
+    method: tuple[str, ...]
+    #: torch.Tensor of shape (N,) or None: ESS of the importance weights, NaN where a datum
+    #: was completed exactly; None when every datum was.
+    ess: torch.Tensor | None
+
+
+class OwnCompletion(Capability):
+    """Completions by the model's own procedure, exact for the data it can complete exactly and
+    by importance resampling for the rest, decided per datum (an autoregressive model whose
+    latent variables are the missing pixels themselves, so that neither ``ExactCompletion`` nor
+    resampling a latent z through ``Observation`` describes it)."""
+
+    @abc.abstractmethod
+    def complete_own(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        num_samples: int,
+        *,
+        num_particles: int = 1000,
+        seed: int | None = None,
+    ) -> CompletionDraws:
+        """S completions of each datum of ``x`` (N, D) where ``mask`` (N, D) is False; K =
+        ``num_particles`` proposals per datum completed by importance resampling; ``seed=None``
+        draws from torch's global generator."""
 
 
 class Observation(Capability):
