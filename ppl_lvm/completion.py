@@ -35,6 +35,7 @@ from .models.capabilities import (
     ExactCompletion,
     LatentLogJoint,
     Observation,
+    OwnCompletion,
     ParticleLogWeights,
     has,
 )
@@ -118,8 +119,10 @@ def complete(
     ----------
     model : LatentVariableModel
         A fitted model that declares ``ExactCompletion`` (the mixtures and ``LinearGaussian``:
-        exact), or ``ParticleLogWeights`` and ``Observation`` (``VAE``, ``ToyVAE``,
-        ``BinaryLatentFactors``: importance resampling with the guide).
+        exact), ``OwnCompletion`` (``Autoregressive``: exact through an ordering that puts the
+        observed entries first, else importance resampling), or ``ParticleLogWeights`` and
+        ``Observation`` (``VAE``, ``ToyVAE``, ``BinaryLatentFactors``: importance resampling
+        with the guide, or test-time inference, see ``method``).
     x : torch.Tensor of shape (N, D)
         Data; entries where ``mask`` is False are never read and may hold NaN.
     mask : torch.Tensor of shape (N, D), bool
@@ -164,8 +167,9 @@ def complete(
     check_positive_int("num_samples", num_samples)
     check_positive_int("num_particles", num_particles)
     check_choice("method", method, METHODS)
+    own = has(lvm, OwnCompletion)
     exact = has(lvm, ExactCompletion)
-    resampled = has(lvm, ParticleLogWeights) and has(lvm, Observation)
+    resampled = own or (has(lvm, ParticleLogWeights) and has(lvm, Observation))
     if not exact and isinstance(lvm, ExactCompletion):
         # declared but switched off for this instance: a mixture with priors on its parameters
         raise UnsupportedModelError(
@@ -182,6 +186,17 @@ def complete(
     x = conform_data(lvm, x)
     with torch.no_grad(), seeded(seed):
         check_values(lvm, x, mask)
+        if own:
+            _refuse_method(lvm, method, "it completes by its own procedure")
+            with lvm.scoped():
+                drawn = lvm.complete_own(x, mask, num_samples, num_particles=num_particles)
+            counts = Counter(drawn.method)
+            label = (
+                drawn.method[0]
+                if len(counts) == 1
+                else ", ".join(f"{m} ({c})" for m, c in sorted(counts.items()))
+            )
+            return Completion(*drawn[:3], x, mask, label, ess=drawn.ess, methods=list(drawn.method))
         if exact:
             _refuse_method(lvm, method, "its completions are exact")
             with lvm.scoped():

@@ -27,6 +27,7 @@ from typing import Literal
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
 
 from .._typing import ModelLike
@@ -62,8 +63,10 @@ __all__ = ["ImportanceSampling", "log_mean_weight"]  # log_mean_weight: from cor
 Proposal = Literal["guide", "prior", "uniform", "refined"]
 
 
-def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
-    """A guide drawing every local latent site uniformly from its finite support."""
+def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str, model=None):
+    """A guide drawing every local latent site uniformly from its finite support, masked as the
+    model masks the site (a site that ``obs_mask`` makes latent only where a value is missing
+    scores nothing where it is observed, so its draw must not score there either)."""
     latents = [s for s in sites.values() if s.latent]
     for s in latents:
         if not s.local or not s.discrete or s.num_states is None:
@@ -78,8 +81,17 @@ def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
                 f"is {s.distribution}. Use proposal='prior' or 'guide'."
             )
 
+    def site_masks(x, mask) -> dict:
+        if model is None:
+            return {}
+        # the model's own masks at these data, from a run hidden from every outer handler
+        with poutine.block():
+            trace = poutine.trace(model).get_trace(x, mask)
+        return {s.name: trace.nodes[s.name]["mask"] for s in latents if s.name in trace.nodes}
+
     def guide(x, mask=None):
         n = num_data(x)
+        masks = site_masks(x, mask)
         with pyro.plate(data_plate, n, dim=-1):
             for s in latents:
                 # batch dims other than the data plate's, then the event
@@ -89,6 +101,8 @@ def _uniform_guide(sites: dict[str, SiteInfo], data_plate: str):
                 else:
                     d = dist.Categorical(logits=zeros(x, s.num_states))
                 d = d.expand((*shape[: len(shape) - len(s.event_shape)], n, *s.event_shape))
+                if masks.get(s.name) is not None:
+                    d = d.mask(masks[s.name])
                 if s.event_shape:
                     d = d.to_event(len(s.event_shape))
                 pyro.sample(s.name, d)
@@ -158,7 +172,7 @@ class ImportanceSampling(Engine):
     def _story(self, lvm: LatentVariableModel, sites) -> tuple[LatentVariableModel, str]:
         """The model with the proposal this engine uses, and the routine's proposal mode."""
         if self.proposal == "uniform":
-            guide = _uniform_guide(sites, lvm.data_plate)
+            guide = _uniform_guide(sites, lvm.data_plate, lvm.model)
             return with_guide(lvm, guide), "guide"
         return lvm, self.proposal
 
