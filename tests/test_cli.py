@@ -164,3 +164,26 @@ def test_bad_arguments_get_one_line(argv, message, capsys, tmp_path, monkeypatch
     assert main([*argv, "--limit", "50"]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("model", "method", "expect"),
+    [
+        ("vae", "refine", "refined importance resampling"),
+        ("vae", "hmc", "MCMC acceptance"),
+        ("ar", "auto", "(exact)"),
+    ],
+)
+def test_complete_with_test_time_inference_and_the_autoregressive_model(
+    tmp_path, capsys, model, method, expect
+):
+    """``ppl-lvm complete --method`` runs a deep model's test-time inference and reports its
+    diagnostics; ``--model ar`` completes the missing top halves exactly (bottom-first)."""
+    args = ["complete", "--model", model, "--data", "digits", "--binarize", "--limit", "60"]
+    args += ["--epochs", "1", "--latent", "2", "--samples", "2", "--method", method]
+    args += ["--particles", "20", "--out", str(tmp_path / "done")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert expect in text and "RMSE" in text
+    if method == "refine":
+        assert "log p(x_observed)" in text and "k-hat > 0.7" in text

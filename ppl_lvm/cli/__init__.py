@@ -189,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
             "names, where they take it (default: each engine's own)",
         )
         p.add_argument("--samples", type=count, default=100, help="posterior or completion draws")
+        if name == "complete":
+            p.add_argument(
+                "--method",
+                default="auto",
+                choices=("auto", "guide", "refine", "mwg", "hmc"),
+                help="test-time inference of a deep model: auto refines each datum's proposal "
+                "where the guide's k-hat > 0.7; guide, refine, mwg (Metropolis-within-Gibbs) "
+                "or hmc by name. Other models complete exactly or by their own procedure",
+            )
         p.add_argument("--num-eval", type=count, default=200, help="data to evaluate on")
         p.add_argument(
             "--limit",

@@ -350,7 +350,15 @@ def cmd_complete(args: argparse.Namespace) -> int:
             f"{len(truth)} to hide and complete{hint})"
         ) from None
     model.to("cpu")
-    done = complete(model, hidden.x, hidden.mask, num_samples=args.samples, seed=args.seed)
+    done = complete(
+        model,
+        hidden.x,
+        hidden.mask,
+        num_samples=args.samples,
+        num_particles=args.particles or 1000,
+        method=args.method,
+        seed=args.seed,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(
@@ -363,6 +371,15 @@ def cmd_complete(args: argparse.Namespace) -> int:
         f"completed {int((~done.mask).sum()):,} missing entries of {len(done.x):,} data "
         f"({done.method}); saved to {out / 'completions.npz'}"
     )
+    if done.log_evidence is not None:
+        flagged = float((~(done.khat <= 0.7)).float().mean())
+        print(
+            f"log p(x_observed): mean {float(done.log_evidence.mean()):.2f} nats, median SE "
+            f"{float(done.stderr.median()):.3f}, median ESS {float(done.ess.median()):.1f}; "
+            f"k-hat > 0.7 for {flagged:.0%} of the data"
+        )
+    if done.accept is not None:
+        print(f"MCMC acceptance: mean {float(done.accept.mean()):.3f}")
     if truth is not None:
         print(f"RMSE of the single imputation against the hidden values: {done.rmse(truth):.4f}")
     if ds.image_shape is not None:
