@@ -11,11 +11,11 @@ completions themselves come from the same posterior. Two routes:
   Σ_k w̃_k E[x_m | z_k] (Mattei & Frellsen 2019).
 - **test-time inference** for deep models that declare ``LatentLogJoint``
   (:mod:`ppl_lvm.inference.testtime`): the guide fed a zero-filled datum proposes poorly for
-  the observed part alone, so ``method="auto"`` refines a per-datum Gaussian proposal on the
-  observed-data IWAE bound wherever the guide's Pareto k̂ exceeds 0.7; ``"refine"`` does so
-  for every datum, and ``"mwg"`` (Metropolis-within-Gibbs) and ``"hmc"`` (HMC on z, the
-  missing entries summed out) sample p(z | x_o) by MCMC. The importance methods also estimate
-  log p(x_o) with its standard error.
+  the observed part alone, so ``method="auto"`` runs HMC on z (the missing entries summed
+  out), started from the guide's particles, wherever the guide's Pareto k̂ exceeds 0.7;
+  ``"refine"`` refines a per-datum Gaussian proposal on the observed-data IWAE bound for every
+  datum (and estimates log p(x_o) stably, with its standard error), ``"hmc"`` runs HMC on every
+  datum and ``"mwg"`` Metropolis-within-Gibbs on p(z, x_m | x_o).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def complete(
     method: Method = "auto",
     refine_steps: int = 300,
     num_chains: int = 4,
-    num_steps: int = 500,
+    num_steps: int | None = None,
     seed: int | None = 0,
 ) -> Completion:
     """Conditional completions of the unobserved entries of ``x``.
@@ -133,12 +133,13 @@ def complete(
         K, guide particles per datum for importance resampling.
     method : {"auto", "guide", "refine", "mwg", "hmc"}
         For a model that declares ``LatentLogJoint`` (the deep models): how p(z | x_o) is
-        reached (see the module docstring); ``"auto"`` chooses by the guide's Pareto k̂.
+        reached (see the module docstring); ``"auto"`` chooses per datum by the guide's k̂.
         Other models take ``"auto"`` (their exact or guide route).
     refine_steps : int
         Adam steps of each refined proposal.
     num_chains, num_steps : int
-        MCMC chains per datum and steps per chain (the first half is burn-in).
+        MCMC chains per datum and steps per chain (the first half is burn-in); ``num_steps``
+        defaults to 200 for HMC and 500 for Metropolis-within-Gibbs.
     seed : int or None
 
     Returns

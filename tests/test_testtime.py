@@ -92,18 +92,27 @@ def test_refined_importance_sampling_gives_the_exact_evidence_within_its_error(s
     assert draws.method == ["refine"] * len(x)
 
 
-def test_the_amortised_guide_alone_is_flagged_and_auto_refines_it(setting):
-    """The encoder is untrained, so its proposal misses the posterior: k̂ flags every datum,
-    and "auto" replaces each flagged datum's particles by refined ones."""
+def test_the_amortised_guide_alone_is_flagged_and_auto_runs_hmc_there(setting):
+    """The encoder is untrained, so its proposal misses the posterior: k̂ flags data, and
+    "auto" runs HMC on each flagged datum (started from the guide's particles), whose mean of
+    E[x | z] then matches the exact E[x | x_o] within 4.5 of its standard errors."""
     model, x, mask = setting
     torch.manual_seed(2)
     guide = tt.infer_latents(model, x, mask, "guide", num_particles=500)
-    assert (guide.khat > tt.KHAT_RELIABLE).any()
-    torch.manual_seed(2)
-    auto = tt.infer_latents(model, x, mask, "auto", num_particles=500)
     flagged = ~(guide.khat <= tt.KHAT_RELIABLE)
-    assert auto.method == ["refine" if f else "guide" for f in flagged.tolist()]
-    assert (auto.ess[flagged] > guide.ess[flagged]).all()
+    assert flagged.any()
+    torch.manual_seed(2)
+    chains = 100
+    auto = tt.infer_latents(model, x, mask, "auto", num_particles=500, num_chains=chains)
+    assert auto.method == ["hmc" if f else "guide" for f in flagged.tolist()]
+    assert auto.log_weights is None and auto.z.shape == (chains, len(x), L)
+    assert torch.equal(auto.khat, guide.khat)  # the evidence is the guide's, flagged as such
+    assert auto.accept[flagged].gt(0.3).all() and auto.accept[~flagged].isnan().all()
+    w = model.w.detach()
+    for n in flagged.nonzero().squeeze(-1).tolist():
+        _, _, cov, expected = exact(model, x[n], mask[n])
+        se = (w @ cov @ w.T).diagonal().sqrt() / math.sqrt(chains)
+        assert ((auto.expected[n] - expected).abs() < 4.5 * se).all()
 
 
 @pytest.mark.parametrize("method", ["mwg", "hmc"])
