@@ -9,8 +9,9 @@ half removed), binarized and grey:
 - a ``VAE(784, 20, (400,))`` trained on the complete training digits (IWAE-5, 30 epochs;
   Bernoulli on binarized digits, the continuous Bernoulli on grey ones, a density on [0, 1]);
 - its completions by ``complete(..., method=...)``: ``"guide"`` (importance resampling from
-  the zero-filled guide, what ``complete`` did before), ``"auto"`` (refined per-datum
-  proposals where the guide's k̂ exceeds 0.7) on all test digits, and the MCMC methods
+  the zero-filled guide, what ``complete`` did before) and ``"auto"`` (HMC, started from the
+  guide's particles, where the guide's k̂ exceeds 0.7) on all test digits, ``"refine"`` (a
+  refined per-datum Gaussian proposal for every digit) likewise, and the MCMC methods
   ``"hmc"`` (200 steps of 10 leapfrog steps) and ``"mwg"`` (500 steps), 4 chains each, on the
   first ``MCMC_DIGITS``;
 - the baselines fitted to the same training digits: KNNImputer(5), the best mixture
@@ -104,8 +105,8 @@ def _one(kind: str, quick: bool) -> list[dict]:
         vae, x, epochs=epochs, seed=0, progress=False
     )
     train_s = time.perf_counter() - t0
-    for method in ("guide", "auto", "hmc", "mwg"):
-        n = len(xt) if method in ("guide", "auto") else mcmc
+    for method in ("guide", "auto", "refine", "hmc", "mwg"):
+        n = len(xt) if method in ("guide", "auto", "refine") else mcmc
         t0 = time.perf_counter()
         done = complete(
             vae, observed[:n], mask[:n], num_samples=1, num_particles=particles,
