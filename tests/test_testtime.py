@@ -193,6 +193,9 @@ def test_bad_method_and_models_without_a_latent_log_joint_are_refused(setting):
     model, x, mask = setting
     with pytest.raises(ValueError, match="method"):
         complete(model, x, mask, method="gibbs")
+    for bad in ({"refine_steps": 0}, {"num_chains": 0}, {"num_steps": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            complete(model, x, mask, method="refine", **bad)
     gmm = GaussianMixture(D, num_components=2)
     with pytest.raises(UnsupportedModelError, match="method='auto'"):
         complete(gmm, x, mask, method="hmc")
